@@ -1,0 +1,5 @@
+export { GENESIS_HASH, MAX_RECORD_BYTES, sealRecord, serializeRecord, verifyRecords } from "./chain.ts";
+export type { DecisionEntry, DecisionRecord, VerifyCheck, VerifyResult } from "./chain.ts";
+export { DecisionLog, verifyLogFile } from "./decision-log.ts";
+export type { DecisionLogOptions, DecisionLogStats } from "./decision-log.ts";
+export { DecisionLogError } from "./errors.ts";

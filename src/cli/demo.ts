@@ -1,0 +1,159 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join, relative, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { stringify } from "yaml";
+import { loadConfig } from "../config/index.ts";
+import { Gateway } from "../gateway/index.ts";
+import { initDevCa, issueSvid } from "../identity/index.ts";
+import { writeTinyModel } from "../runners/tiny-model.ts";
+import { createLogger } from "../telemetry/index.ts";
+import type { CliIO } from "./io.ts";
+import { hostForUrl, startError, waitForSignals } from "./serve.ts";
+
+const USAGE = "usage: edgeward demo [--dir DIR] [--listen HOST:PORT] [--admin HOST:PORT]\n";
+const TRUST_DOMAIN = "example.org";
+const BIN = fileURLToPath(new URL("../../bin/edgeward.js", import.meta.url));
+const EXAMPLE_POLICY = fileURLToPath(new URL("../../examples/policy.yaml", import.meta.url));
+
+/**
+ * `edgeward demo`: everything on this machine, offline — a dev CA and SVIDs, the tiny model served by
+ * `edgeward runner` on a 0600 Unix socket, and the gateway with the example policy — then curl calls to try.
+ */
+export async function run(argv: string[], io: CliIO): Promise<number> {
+  let values: { dir?: string; listen?: string; admin?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: argv, strict: true, allowPositionals: false,
+      options: { dir: { type: "string" }, listen: { type: "string" }, admin: { type: "string" }, help: { type: "boolean", short: "h" } },
+    }));
+  } catch (err) {
+    io.stderr(`edgeward demo: ${(err as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    io.stdout(USAGE);
+    return 0;
+  }
+  const dir = resolve(io.cwd, values.dir ?? ".edgeward/demo");
+  let runner: ChildProcess | undefined;
+  let gateway: Gateway;
+  try {
+    const files = await prepare(dir, io);
+    io.stdout("starting the embedded runner on the tiny model…\n");
+    const started = await startRunner(files.model, join(dir, "runner.sock"));
+    runner = started.child;
+    await writeFile(files.config, stringify({
+      listen: values.listen ?? "127.0.0.1:8443",
+      admin: values.admin ?? "127.0.0.1:9464",
+      tls: { cert: "certs/gateway.pem", key: "certs/gateway.key" },
+      trustBundles: { [TRUST_DOMAIN]: "ca/ca.pem" },
+      policy: EXAMPLE_POLICY,
+      runners: [{ name: "embedded", url: started.address, models: ["tiny"], timeout: "120s" }],
+      decisionLog: "data/decisions.log",
+      limits: { maxTokens: 64 },
+    }), { mode: 0o600 });
+    gateway = await Gateway.start(await loadConfig(files.config), { logger: createLogger("warn") });
+  } catch (err) {
+    runner?.kill("SIGTERM");
+    io.stderr(`edgeward demo: ${startError(err)}\n`);
+    return 1;
+  }
+
+  const rel = (p: string) => {
+    const r = relative(io.cwd, p);
+    return r.startsWith("..") ? p : r;
+  };
+  const url = `https://localhost:${gateway.address.port}`;
+  const curl = (who: string, path: string, body?: string) =>
+    `curl --cert ${rel(join(dir, "certs", `${who}.pem`))} --key ${rel(join(dir, "certs", `${who}.key`))} --cacert ${rel(join(dir, "ca", "ca.pem"))} ${url}${path}` +
+    (body ? ` -H 'content-type: application/json' -d '${body}'` : "");
+  const chat = JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "hello there" }], max_tokens: 16 });
+  io.stdout([
+    "",
+    `Edgeward demo is running (gateway ${url}, metrics http://${hostForUrl(gateway.adminAddress.host)}:${gateway.adminAddress.port}/metrics).`,
+    `State: ${rel(dir)}   Policy: ${rel(EXAMPLE_POLICY)}   Decision log: ${rel(join(dir, "data", "decisions.log"))}`,
+    "",
+    "Allowed — spiffe://example.org/ns/kiosk/sa/assistant gets a completion:",
+    `  ${curl("assistant", "/v1/chat/completions", chat)}`,
+    "",
+    "Denied (403) — spiffe://example.org/ns/kiosk/sa/intruder matches no ALLOW rule:",
+    `  ${curl("intruder", "/v1/chat/completions", chat)}`,
+    "",
+    "Streamed, and the models the caller may use:",
+    `  ${curl("assistant", "/v1/chat/completions", JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "hello" }], max_tokens: 16, stream: true }))} -N`,
+    `  ${curl("assistant", "/v1/models")}`,
+    "",
+    `Check the decision log: node bin/edgeward.js log verify ${rel(join(dir, "data", "decisions.log"))}`,
+    "Press Ctrl-C to stop.",
+    "",
+  ].join("\n"));
+
+  return waitForSignals(gateway, () => stopRunner(runner!));
+}
+
+interface DemoFiles {
+  config: string;
+  model: string;
+}
+
+async function prepare(dir: string, io: CliIO): Promise<DemoFiles> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const caDir = join(dir, "ca");
+  if (!existsSync(join(caDir, "ca.pem"))) {
+    await initDevCa({ dir: caDir, trustDomain: TRUST_DOMAIN });
+    io.stdout(`created a dev CA for trust domain ${TRUST_DOMAIN}\n`);
+  }
+  await mkdir(join(dir, "certs"), { recursive: true, mode: 0o700 });
+  const day = 24 * 3600;
+  await issueSvid({ dir: caDir, spiffeId: `spiffe://${TRUST_DOMAIN}/ns/edge/sa/gateway`, out: join(dir, "certs", "gateway"), ttlSeconds: day, dns: ["localhost"], ip: ["127.0.0.1"] });
+  for (const who of ["assistant", "intruder"]) {
+    await issueSvid({ dir: caDir, spiffeId: `spiffe://${TRUST_DOMAIN}/ns/kiosk/sa/${who}`, out: join(dir, "certs", who), ttlSeconds: day });
+  }
+  const model = join(dir, "models", "tiny.gguf");
+  if (!existsSync(model)) {
+    await mkdir(join(dir, "models"), { recursive: true });
+    await writeTinyModel(model, 1);
+  }
+  return { config: join(dir, "edgeward.yaml"), model };
+}
+
+/** Spawns `edgeward runner` in its own process and waits for its "listening on" line. */
+export function startRunner(model: string, socket: string, timeoutMs = 60_000): Promise<{ child: ChildProcess; address: string }> {
+  const child = spawn(process.execPath, [BIN, "runner", "--model", model, "--socket", socket, "--name", "tiny", "--threads", "1"], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  return new Promise((resolveStart, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGTERM");
+      reject(new Error("the runner did not start in time"));
+    }, timeoutMs);
+    const lines = createInterface({ input: child.stdout! });
+    lines.on("line", (line) => {
+      const m = /^edgeward runner listening on (\S+)$/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        resolveStart({ child, address: m[1]! });
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the runner exited (code ${code}) before it was ready`));
+    });
+  });
+}
+
+function stopRunner(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((done) => {
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    child.once("exit", () => {
+      clearTimeout(timer);
+      done();
+    });
+    child.kill("SIGTERM");
+  });
+}

@@ -1,0 +1,98 @@
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { startEmbeddedRunner } from "../runners/embedded-server.ts";
+import type { CliIO } from "./io.ts";
+
+const USAGE = `usage: edgeward runner --model FILE.gguf (--socket PATH | --port N) [options]
+
+  Serve one GGUF model over an OpenAI-compatible HTTP API (llama.cpp, CPU).
+  --model FILE.gguf     the model to load
+  --socket PATH         listen on a Unix socket created with mode 0600 (preferred)
+  --port N              listen on TCP instead (0 picks a free port)
+  --host HOST           TCP host (default 127.0.0.1)
+  --name MODEL          model id clients use (default: file name without .gguf)
+  --threads N           CPU threads (default: cores - 1, at most 8)
+  --context-size N      context window in tokens (default: the model's, at most 4096)
+`;
+
+function positiveInt(text: string | undefined, min: number, max: number): number | undefined | null {
+  if (text === undefined) return undefined;
+  if (!/^\d+$/.test(text)) return null;
+  const n = Number(text);
+  return n >= min && n <= max ? n : null;
+}
+
+/** Waits for SIGINT or SIGTERM, then resolves. */
+function untilSignal(): Promise<void> {
+  return new Promise((done) => {
+    const onSignal = (): void => {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      done();
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+  });
+}
+
+export async function run(argv: string[], io: CliIO): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        model: { type: "string" },
+        socket: { type: "string" },
+        port: { type: "string" },
+        host: { type: "string" },
+        name: { type: "string" },
+        threads: { type: "string" },
+        "context-size": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (err) {
+    io.stderr(`runner: ${(err as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    io.stdout(USAGE);
+    return 0;
+  }
+  const port = positiveInt(values.port, 0, 65535);
+  const threads = positiveInt(values.threads, 1, 256);
+  const contextSize = positiveInt(values["context-size"], 16, 1 << 20);
+  const usage = (problem: string): number => {
+    io.stderr(`runner: ${problem}\n${USAGE}`);
+    return 2;
+  };
+  if (values.model === undefined) return usage("--model is required");
+  if ((values.socket === undefined) === (values.port === undefined)) return usage("give exactly one of --socket and --port");
+  if (values.host !== undefined && values.socket !== undefined) return usage("--host applies only with --port");
+  if (port === null) return usage("--port must be an integer between 0 and 65535");
+  if (threads === null) return usage("--threads must be a positive integer");
+  if (contextSize === null) return usage("--context-size must be an integer of at least 16");
+  if (values.name === "") return usage("--name must not be empty");
+
+  const signalled = untilSignal();
+  let runner;
+  try {
+    runner = await startEmbeddedRunner({
+      modelPath: resolve(io.cwd, values.model),
+      ...(values.socket !== undefined ? { socketPath: resolve(io.cwd, values.socket) } : {}),
+      ...(port !== undefined ? { port } : {}),
+      ...(values.host !== undefined ? { host: values.host } : {}),
+      ...(values.name !== undefined ? { modelName: values.name } : {}),
+      ...(threads !== undefined ? { threads } : {}),
+      ...(contextSize !== undefined ? { contextSize } : {}),
+    });
+  } catch (err) {
+    io.stderr(`${(err as Error).message}\n`);
+    return 1;
+  }
+  io.stdout(`edgeward runner listening on ${runner.address}\n`);
+  await signalled;
+  await runner.close();
+  return 0;
+}

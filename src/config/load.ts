@@ -1,0 +1,98 @@
+import { readFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
+import { parseDocument } from "yaml";
+import { configSchema, type GatewayConfig } from "./schema.ts";
+
+/** A configuration that cannot be used; `key` names the offending key (dotted path) when there is one. */
+export class ConfigError extends Error {
+  readonly key: string | null;
+  constructor(key: string | null, message: string) {
+    super(key === null ? `config: ${message}` : `config: ${key}: ${message}`);
+    this.name = "ConfigError";
+    this.key = key;
+  }
+}
+
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
+export function parseHostPort(value: string): { host: string; port: number } {
+  const at = value.lastIndexOf(":");
+  const host = value.slice(0, at).replace(/^\[(.*)\]$/, "$1");
+  return { host, port: Number(value.slice(at + 1)) };
+}
+
+export function parseDurationMs(value: string): number {
+  const m = /^(\d+)(ms|s|m|h)$/.exec(value);
+  if (!m) throw new ConfigError(null, `bad duration ${JSON.stringify(value)}`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as "ms" | "s" | "m" | "h"];
+  return Number(m[1]) * unit;
+}
+
+function keyPath(path: readonly PropertyKey[]): string {
+  return path.map((p, i) => (typeof p === "number" ? `[${p}]` : `${i === 0 ? "" : "."}${String(p)}`)).join("") || "(root)";
+}
+
+/** Validates a parsed YAML value; relative paths resolve against `baseDir`. Pure. */
+export function parseConfig(value: unknown, file: string): GatewayConfig {
+  const result = configSchema.safeParse(value);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    let message = issue.message;
+    if (issue.code === "unrecognized_keys") message = `unknown key(s) ${issue.keys.map((k) => JSON.stringify(k)).join(", ")}`;
+    throw new ConfigError(keyPath(issue.path), message);
+  }
+  const c = result.data;
+  const base = dirname(file);
+  const abs = (p: string) => resolve(base, p);
+  const models = new Map<string, string>();
+  c.runners.forEach((r, i) => {
+    for (const m of r.models) {
+      const other = models.get(m);
+      if (other !== undefined) throw new ConfigError(`runners[${i}].models`, `model ${JSON.stringify(m)} is already served by runner ${JSON.stringify(other)}`);
+      models.set(m, r.name);
+    }
+  });
+  const names = new Set<string>();
+  c.runners.forEach((r, i) => {
+    if (names.has(r.name)) throw new ConfigError(`runners[${i}].name`, `duplicate runner name ${JSON.stringify(r.name)}`);
+    names.add(r.name);
+  });
+  return {
+    file,
+    listen: parseHostPort(c.listen),
+    admin: parseHostPort(c.admin),
+    tls: { cert: abs(c.tls.cert), key: abs(c.tls.key) },
+    trustBundles: Object.fromEntries(Object.entries(c.trustBundles).map(([td, p]) => [td, abs(p)])),
+    policy: (Array.isArray(c.policy) ? c.policy : [c.policy]).map(abs),
+    runners: c.runners.map((r) => ({
+      name: r.name,
+      url: r.url.startsWith("unix:") ? `unix:${abs(r.url.slice("unix:".length))}` : r.url,
+      models: r.models,
+      timeoutMs: parseDurationMs(r.timeout),
+      maxConnections: r.maxConnections,
+    })),
+    decisionLog: abs(c.decisionLog),
+    limits: c.limits,
+    workloadLabels: c.workloadLabels,
+    logLevel: c.logLevel,
+  };
+}
+
+/** Reads and validates the gateway configuration file. */
+export async function loadConfig(path: string): Promise<GatewayConfig> {
+  const file = resolve(path);
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    throw new ConfigError(null, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
+  }
+  if (Buffer.byteLength(text) > MAX_CONFIG_BYTES) throw new ConfigError(null, `${file} is larger than 1 MiB`);
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    const line = e.linePos?.[0]?.line;
+    throw new ConfigError(null, `${file}${line ? `:${line}` : ""}: invalid YAML: ${e.message.split("\n")[0]}`);
+  }
+  return parseConfig(doc.toJS({ maxAliasCount: 100 }), file);
+}

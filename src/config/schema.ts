@@ -1,0 +1,70 @@
+import { z } from "zod";
+
+/** "host:port" with a numeric port (0 asks the OS for a free one). */
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "expected host:port, e.g. 127.0.0.1:8443")
+  .refine((v) => Number(v.slice(v.lastIndexOf(":") + 1)) <= 65535, "port must be at most 65535");
+
+const duration = z.string().regex(/^\d+(ms|s|m|h)$/, "expected a duration such as 500ms, 30s, 5m or 1h");
+
+const positiveInt = z.number().int().positive();
+
+const runner = z.strictObject({
+  name: z.string().min(1).regex(/^[A-Za-z0-9._-]+$/, "use letters, digits, '.', '_' or '-'"),
+  /** http://host:port[/base], https://…, or unix:/path/to.sock */
+  url: z.string().regex(/^(https?:\/\/[^\s]+|unix:\/[^\s]*)$/, "expected http(s)://host:port or unix:/path/to.sock"),
+  models: z.array(z.string().min(1)).min(1),
+  /** How long to wait for the runner's response headers (then 504). */
+  timeout: duration.default("60s"),
+  maxConnections: positiveInt.default(64),
+});
+
+const limits = z.strictObject({
+  /** Largest request body accepted (413 beyond). */
+  maxBodyBytes: positiveInt.default(1024 * 1024),
+  /** Ceiling on max_tokens for every request; a request without max_tokens gets this value. */
+  maxTokens: positiveInt.default(1024),
+  /** Defaults applied to every principal; a policy rule's limits tighten them. */
+  requestsPerMinute: positiveInt.optional(),
+  tokensPerMinute: positiveInt.optional(),
+});
+
+export const configSchema = z.strictObject({
+  listen: hostPort,
+  admin: hostPort,
+  tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }),
+  trustBundles: z.record(z.string().min(1), z.string().min(1))
+    .refine((m) => Object.keys(m).length > 0, "at least one trust domain is required"),
+  policy: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+  runners: z.array(runner).min(1),
+  decisionLog: z.string().min(1),
+  limits: limits.default(limits.parse({})),
+  /** Labels of this gateway workload, matched by policies' `selector.matchLabels`. */
+  workloadLabels: z.record(z.string(), z.string()).default({}),
+  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "silent"]).default("info"),
+});
+
+export type ConfigInput = z.input<typeof configSchema>;
+type Parsed = z.output<typeof configSchema>;
+
+export interface RunnerConfig {
+  name: string;
+  url: string;
+  models: string[];
+  timeoutMs: number;
+  maxConnections: number;
+}
+
+/** The validated configuration, with paths made absolute and durations in milliseconds. */
+export interface GatewayConfig {
+  file: string;
+  listen: { host: string; port: number };
+  admin: { host: string; port: number };
+  tls: { cert: string; key: string };
+  trustBundles: Record<string, string>;
+  policy: string[];
+  runners: RunnerConfig[];
+  decisionLog: string;
+  limits: Parsed["limits"];
+  workloadLabels: Record<string, string>;
+  logLevel: Parsed["logLevel"];
+}

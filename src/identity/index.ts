@@ -1,0 +1,11 @@
+export { istioPrincipal, parseSpiffeId, SpiffeIdError, validateTrustDomain, type SpiffeId } from "./spiffe-id.ts";
+export {
+  loadTrustBundles,
+  parsePemCertificates,
+  TrustBundleError,
+  trustBundleSet,
+  type TrustBundleSet,
+} from "./trust-bundle.ts";
+export { verifyX509Svid, X509SvidError, type VerifiedSvid } from "./x509-svid.ts";
+export { peerCertificateChain } from "./tls-peer.ts";
+export { DevCaError, initDevCa, issueSvid, parseDuration, readPrivateKeyFile } from "./dev-ca.ts";

@@ -1,0 +1,10 @@
+export { PolicyError } from "./error.ts";
+export { parsePolicies } from "./parse.ts";
+export { loadPolicyFiles, mergePolicySets, readPolicyFile } from "./load.ts";
+export { evaluate } from "./evaluate.ts";
+export type { EvaluateOptions } from "./evaluate.ts";
+export { openAIRequestFields } from "./openai.ts";
+export type { OpenAIRequestFields } from "./openai.ts";
+export { parseCases, requestInput, runCases } from "./cases.ts";
+export type { CaseResult, Expectation, PolicyCase, RequestSpec } from "./cases.ts";
+export type { CompiledPolicy, Decision, Limits, PolicyInput, PolicySet } from "./types.ts";

@@ -1,0 +1,96 @@
+import { Pool, errors as undiciErrors, type Dispatcher } from "undici";
+import type { RunnerConfig } from "../config/index.ts";
+
+/** A model server reached over OpenAI-compatible HTTP (vLLM, llama.cpp server, Ollama, `edgeward runner`). */
+export interface Upstream {
+  readonly name: string;
+  readonly models: readonly string[];
+  readonly pool: Pool;
+  /** Path prefix from the runner URL (the URL names the server root, without /v1). */
+  readonly basePath: string;
+  readonly timeoutMs: number;
+}
+
+/** Why a runner call failed, mapped by the gateway to 502 (connect, status, protocol) or 504 (timeout). */
+export class UpstreamError extends Error {
+  readonly kind: "connect" | "timeout" | "protocol";
+  readonly runner: string;
+  constructor(runner: string, kind: "connect" | "timeout" | "protocol", message: string) {
+    super(`runner ${runner}: ${message}`);
+    this.name = "UpstreamError";
+    this.kind = kind;
+    this.runner = runner;
+  }
+}
+
+export function createUpstream(config: RunnerConfig): Upstream {
+  const common = { connections: config.maxConnections, pipelining: 1, keepAliveTimeout: 30_000, headersTimeout: config.timeoutMs, bodyTimeout: config.timeoutMs };
+  let pool: Pool;
+  let basePath = "";
+  if (config.url.startsWith("unix:")) {
+    pool = new Pool("http://localhost", { ...common, socketPath: config.url.slice("unix:".length) });
+  } else {
+    const url = new URL(config.url);
+    basePath = url.pathname.replace(/\/+$/, "");
+    pool = new Pool(url.origin, common);
+  }
+  return { name: config.name, models: config.models, pool, basePath, timeoutMs: config.timeoutMs };
+}
+
+/** Model name → upstream; the only routing table the gateway has. */
+export class RunnerTable {
+  readonly upstreams: readonly Upstream[];
+  readonly #byModel = new Map<string, Upstream>();
+
+  constructor(configs: readonly RunnerConfig[]) {
+    this.upstreams = configs.map(createUpstream);
+    for (const u of this.upstreams) for (const m of u.models) this.#byModel.set(m, u);
+  }
+
+  route(model: string): Upstream | undefined {
+    return this.#byModel.get(model);
+  }
+
+  models(): string[] {
+    return [...this.#byModel.keys()];
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.upstreams.map((u) => u.pool.close()));
+  }
+}
+
+export interface UpstreamCall {
+  path: string;
+  body: string;
+  headers: Record<string, string>;
+  signal: AbortSignal;
+}
+
+/** Sends one JSON POST to the runner; resolves with the response (status, headers, streaming body). */
+export async function callUpstream(upstream: Upstream, call: UpstreamCall): Promise<Dispatcher.ResponseData> {
+  try {
+    return await upstream.pool.request({
+      method: "POST",
+      path: upstream.basePath + call.path,
+      headers: { ...call.headers, "content-type": "application/json" },
+      body: call.body,
+      signal: call.signal,
+    });
+  } catch (err) {
+    throw toUpstreamError(upstream.name, err);
+  }
+}
+
+export function toUpstreamError(runner: string, err: unknown): Error {
+  if (err instanceof UpstreamError) return err;
+  if (err instanceof undiciErrors.RequestAbortedError || (err as Error)?.name === "AbortError") return err as Error;
+  if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError || err instanceof undiciErrors.ConnectTimeoutError) {
+    return new UpstreamError(runner, "timeout", "timed out");
+  }
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code === "ECONNREFUSED" || code === "ENOENT" || code === "ECONNRESET" || code === "EACCES" || code === "UND_ERR_SOCKET" || code === "EPIPE") {
+    return new UpstreamError(runner, "connect", `unreachable (${code})`);
+  }
+  return new UpstreamError(runner, "protocol", "request failed");
+}
