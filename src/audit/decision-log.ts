@@ -24,6 +24,8 @@ export interface DecisionLogStats {
 }
 
 const DEFAULT_MAX_BATCH = 512;
+/** The checks a torn write can fail; a wrong seq or prev on an intact record never comes from a crash. */
+const TORN_CHECKS = new Set(["truncated", "malformed", "hash"]);
 const COPY_CHUNK_BYTES = 64 * 1024;
 
 interface Pending {
@@ -64,8 +66,8 @@ async function scanLog(fh: FileHandle): Promise<ScanOutcome> {
     }
     const next = await lines.next();
     await lines.return(undefined);
-    const repairableCheck = failure.ok === false && ["truncated", "malformed", "hash"].includes(failure.check);
-    return { result: failure, goodEnd, tornTail: next.done === true && repairableCheck && looksTorn(line.bytes) };
+    const tornTail = next.done === true && !failure.ok && TORN_CHECKS.has(failure.check) && looksTorn(line.bytes);
+    return { result: failure, goodEnd, tornTail };
   }
   return { result: verifier.result(), goodEnd, tornTail: false };
 }
@@ -101,7 +103,8 @@ function ioProblem(err: unknown): string {
 export async function verifyLogFile(path: string): Promise<VerifyResult> {
   let fh: FileHandle;
   try {
-    fh = await open(path, constants.O_RDONLY);
+    // O_NONBLOCK so a FIFO planted at the path is refused below instead of blocking the open.
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
     if (!(await fh.stat()).isFile()) {
       await fh.close();
       throw new DecisionLogError("io", `cannot read ${path}: not a regular file`);
@@ -156,7 +159,8 @@ async function openForAppend(path: string): Promise<FileHandle> {
 /** Moves the bytes after the last good record to `<path>.torn` (kept for forensics) and cuts them off. */
 async function repairTornTail(fh: FileHandle, path: string, goodEnd: number): Promise<number> {
   const size = (await fh.stat()).size;
-  const torn = await open(`${path}.torn`, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
+  // O_NOFOLLOW: a symlink planted at the .torn path must not redirect the write.
+  const torn = await open(`${path}.torn`, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   try {
     await torn.chmod(0o600);
     const chunk = Buffer.allocUnsafe(COPY_CHUNK_BYTES);
@@ -225,7 +229,7 @@ export class DecisionLog {
         if (!scan.tornTail) {
           throw new DecisionLogError(
             check,
-            `${path}: record seq ${seq} (line ${line}): ${message}; refusing to open — corruption before the last record is never repaired, investigate the log`,
+            `${path}: record seq ${seq} (line ${line}): ${message}; refusing to open — only a torn last record is repaired; investigate the log`,
           );
         }
         const droppedBytes = await repairTornTail(fh, path, scan.goodEnd);

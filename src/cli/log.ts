@@ -32,8 +32,9 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     return 2;
   }
   const path = rest[0] as string;
+  const absolute = resolve(io.cwd, path);
   try {
-    const result = await verifyLogFile(resolve(io.cwd, path));
+    const result = await verifyLogFile(absolute);
     if (result.ok) {
       io.stdout(`ok: ${result.records} records, last seq ${result.lastSeq}, head ${result.lastHash}\n`);
       return 0;
@@ -43,7 +44,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   } catch (err) {
     if (!(err instanceof DecisionLogError)) throw err;
     // Name the path as the user gave it, not its absolute form.
-    io.stderr(`log verify: cannot read ${path}: ${err.message.replace(/^.*: /, "")}\n`);
+    io.stderr(`log verify: ${err.message.replace(/^decision log: /, "").replace(absolute, path)}\n`);
     return 1;
   }
 }

@@ -75,7 +75,6 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   if (contextSize === null) return usage("--context-size must be an integer of at least 16");
   if (values.name === "") return usage("--name must not be empty");
 
-  const signalled = untilSignal();
   let runner;
   try {
     runner = await startEmbeddedRunner({
@@ -88,9 +87,12 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       ...(contextSize !== undefined ? { contextSize } : {}),
     });
   } catch (err) {
-    io.stderr(`${(err as Error).message}\n`);
+    const message = (err as Error).message;
+    io.stderr(`${message.startsWith("runner: ") ? message : `runner: cannot start: ${message}`}\n`);
     return 1;
   }
+  // Until the socket exists there is nothing to clean up, so the default signal handling is right.
+  const signalled = untilSignal();
   io.stdout(`edgeward runner listening on ${runner.address}\n`);
   await signalled;
   await runner.close();

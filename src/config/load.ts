@@ -88,11 +88,11 @@ export async function loadConfig(path: string): Promise<GatewayConfig> {
     throw new ConfigError(null, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
   }
   if (Buffer.byteLength(text) > MAX_CONFIG_BYTES) throw new ConfigError(null, `${file} is larger than 1 MiB`);
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
     const line = e.linePos?.[0]?.line;
-    throw new ConfigError(null, `${file}${line ? `:${line}` : ""}: invalid YAML: ${e.message.split("\n")[0]}`);
+    throw new ConfigError(null, `${file}${line ? `:${line}` : ""}: invalid YAML: ${e.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}`);
   }
   return parseConfig(doc.toJS({ maxAliasCount: 100 }), file);
 }

@@ -1,0 +1,87 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { ConfigError, loadConfig, parseConfig } from "../../src/config/index.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "edgeward-config-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const MINIMAL = `listen: 127.0.0.1:8443
+admin: 127.0.0.1:9464
+tls: {cert: certs/gateway.pem, key: certs/gateway.key}
+trustBundles: {example.org: certs/ca.pem}
+policy: policy.yaml
+runners:
+  - {name: local, url: "http://127.0.0.1:8000", models: [mistral-7b-instruct]}
+decisionLog: data/decisions.log
+`;
+
+function write(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+test("the minimal documented form loads, with paths relative to the config file and defaults filled in", async () => {
+  const c = await loadConfig(write("minimal.yaml", MINIMAL));
+  assert.deepEqual(c.listen, { host: "127.0.0.1", port: 8443 });
+  assert.deepEqual(c.admin, { host: "127.0.0.1", port: 9464 });
+  assert.equal(c.tls.key, join(dir, "certs/gateway.key"));
+  assert.deepEqual(c.trustBundles, { "example.org": join(dir, "certs/ca.pem") });
+  assert.deepEqual(c.policy, [join(dir, "policy.yaml")]);
+  assert.equal(c.decisionLog, join(dir, "data/decisions.log"));
+  assert.deepEqual(c.runners, [{ name: "local", url: "http://127.0.0.1:8000", models: ["mistral-7b-instruct"], timeoutMs: 60_000, maxConnections: 64 }]);
+  assert.deepEqual(c.limits, { maxBodyBytes: 1048576, maxTokens: 1024 });
+});
+
+test("the committed example config is valid", async () => {
+  const c = await loadConfig(new URL("../../examples/edgeward.yaml", import.meta.url).pathname);
+  assert.ok(c.runners.length >= 1);
+});
+
+test("unix socket runner URLs resolve relative to the config", () => {
+  const c = parseConfig({ ...base(), runners: [{ name: "e", url: "unix:/run/edgeward/runner.sock", models: ["tiny"] }] }, "/etc/edgeward/edgeward.yaml");
+  assert.equal(c.runners[0]!.url, "unix:/run/edgeward/runner.sock");
+});
+
+function base(): Record<string, unknown> {
+  return {
+    listen: "127.0.0.1:8443", admin: "127.0.0.1:9464", tls: { cert: "c", key: "k" }, trustBundles: { "example.org": "ca.pem" },
+    policy: "p.yaml", runners: [{ name: "local", url: "http://127.0.0.1:8000", models: ["m"] }], decisionLog: "d.log",
+  };
+}
+
+const bad: [string, Record<string, unknown>, string][] = [
+  ["missing listen", { listen: undefined }, "config: listen: "],
+  ["bad port", { listen: "127.0.0.1:99999" }, "config: listen: port must be at most 65535"],
+  ["not host:port", { admin: "9464" }, "config: admin: expected host:port"],
+  ["unknown top-level key", { lsiten: "x" }, 'config: (root): unknown key(s) "lsiten"'],
+  ["no trust bundle", { trustBundles: {} }, "config: trustBundles: at least one trust domain is required"],
+  ["bad runner url", { runners: [{ name: "a", url: "ftp://x", models: ["m"] }] }, "config: runners[0].url: expected http(s)://host:port or unix:/path/to.sock"],
+  ["runner without models", { runners: [{ name: "a", url: "http://x:1", models: [] }] }, "config: runners[0].models: "],
+  ["model served twice", { runners: [{ name: "a", url: "http://x:1", models: ["m"] }, { name: "b", url: "http://x:2", models: ["m"] }] }, 'config: runners[1].models: model "m" is already served by runner "a"'],
+  ["duplicate runner", { runners: [{ name: "a", url: "http://x:1", models: ["m"] }, { name: "a", url: "http://x:2", models: ["n"] }] }, 'config: runners[1].name: duplicate runner name "a"'],
+  ["bad duration", { runners: [{ name: "a", url: "http://x:1", models: ["m"], timeout: "soon" }] }, "config: runners[0].timeout: expected a duration"],
+  ["negative limit", { limits: { maxTokens: -1 } }, "config: limits.maxTokens: "],
+  ["wrong type", { policy: 42 }, "config: policy: "],
+];
+
+for (const [name, patch, message] of bad) {
+  test(`refused with the key named: ${name}`, () => {
+    assert.throws(() => parseConfig({ ...base(), ...patch }, "/x/edgeward.yaml"), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.ok(err.message.startsWith(message), `${err.message} should start with ${message}`);
+      return true;
+    });
+  });
+}
+
+test("malformed YAML names the line; missing and oversized files are refused", async () => {
+  await assert.rejects(loadConfig(write("broken.yaml", "listen: [\nadmin: x\n")), /config: .*broken\.yaml:\d+: invalid YAML/);
+  await assert.rejects(loadConfig(join(dir, "absent.yaml")), /config: cannot read .*absent\.yaml: ENOENT/);
+  await assert.rejects(loadConfig(write("huge.yaml", `# ${"x".repeat(1024 * 1024)}\n`)), /larger than 1 MiB/);
+  await assert.rejects(loadConfig(write("dup.yaml", `${MINIMAL}listen: 127.0.0.1:1\n`)), /invalid YAML/);
+  await assert.rejects(loadConfig(write("scalar.yaml", "just a string\n")), /config: \(root\): /);
+});
