@@ -128,7 +128,7 @@ export function serializeRecord(r: DecisionRecord): string {
   return JSON.stringify({ ...orderedFields(r), hash: r.hash });
 }
 
-export type LineCheck =
+type LineCheck =
   | { ok: true; record: DecisionRecord }
   | { ok: false; check: VerifyCheck; message: string };
 
@@ -137,7 +137,7 @@ export type LineCheck =
  * The order matters for the message: a record that was edited reports "hash" even when the edit
  * was to its seq or prev; only intact records are then checked for their place in the chain.
  */
-export function checkLine(line: string, expectedSeq: number, prevHash: string): LineCheck {
+function checkLine(line: string, expectedSeq: number, prevHash: string): LineCheck {
   if (Buffer.byteLength(line, "utf8") > MAX_RECORD_BYTES) {
     return { ok: false, check: "malformed", message: `line is longer than ${MAX_RECORD_BYTES} bytes` };
   }

@@ -92,8 +92,8 @@ export class Budgets {
       refusals.push({ ok: false, limit: "requestsPerMinute", retryAfterSeconds: secondsUntil(state.requests, 1, rpm) });
     }
     const tpm = limits.tokensPerMinute;
-    if (state.tokens !== undefined && tpm !== undefined && state.tokens.level <= 0) {
-      // A request needs at least one token to make any progress.
+    if (state.tokens !== undefined && tpm !== undefined && state.tokens.level < 1 - EPSILON) {
+      // A request needs at least one whole token to make any progress.
       refusals.push({ ok: false, limit: "tokensPerMinute", retryAfterSeconds: secondsUntil(state.tokens, 1, tpm) });
     }
     if (refusals.length > 0) {
@@ -112,7 +112,8 @@ export class Budgets {
     const state = this.#state(key, limits, nowMs);
     if (state?.tokens === undefined) return { remaining: Infinity, exhausted: false };
     state.tokens.level -= tokens;
-    return { remaining: state.tokens.level, exhausted: state.tokens.level <= 0 };
+    // Exhausted once less than one whole token is left: the next token could not be paid for.
+    return { remaining: state.tokens.level, exhausted: state.tokens.level < 1 - EPSILON };
   }
 
   /** Tokens left for the key now; Infinity when it has no token limit. */

@@ -50,4 +50,3 @@ export async function main(argv: string[], io: CliIO = defaultIO): Promise<numbe
   return (await command.load()).run(rest, io);
 }
 
-if (import.meta.main) process.exitCode = await main(process.argv.slice(2));

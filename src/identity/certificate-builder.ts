@@ -8,7 +8,7 @@ type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
 /** EC P-256 with ECDSA/SHA-256: what SPIRE issues and what every TLS stack accepts. */
-export const KEY_ALGORITHM = { name: "ECDSA", namedCurve: "P-256" } as const;
+const KEY_ALGORITHM = { name: "ECDSA", namedCurve: "P-256" } as const;
 const SIGNING_ALGORITHM = { name: "ECDSA", hash: "SHA-256" } as const;
 
 export const OID_SERVER_AUTH = "1.3.6.1.5.5.7.3.1";
@@ -41,10 +41,6 @@ export async function privateKeyFromPem(pem: string): Promise<CryptoKey> {
   if (match === null) throw new Error("not a PKCS#8 PEM private key");
   const der = Buffer.from(match[1]!.replace(/\s+/g, ""), "base64");
   return webcrypto.subtle.importKey("pkcs8", der, KEY_ALGORITHM, false, ["sign"]);
-}
-
-export function certificateToPem(cert: X509Certificate): string {
-  return cert.toString();
 }
 
 function toNode(cert: x509.X509Certificate): X509Certificate {

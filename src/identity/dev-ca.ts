@@ -3,7 +3,6 @@ import { chmod, mkdir, open, readFile, writeFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import {
-  certificateToPem,
   createCaCertificate,
   generateKeyPair,
   privateKeyFromPem,
@@ -124,7 +123,7 @@ export async function initDevCa(opts: {
   });
   await mkdir(opts.dir, { recursive: true, mode: 0o700 });
   await writePrivateKeyFile(keyPath, await privateKeyToPem(keys.privateKey), opts.force === true);
-  await writeFile(certPath, certificateToPem(certificate), { mode: 0o644 });
+  await writeFile(certPath, certificate.toString(), { mode: 0o644 });
   return { certPath, keyPath };
 }
 
@@ -213,7 +212,7 @@ export async function issueSvid(opts: {
   const certPath = `${opts.out}.pem`;
   const keyPath = `${opts.out}.key`;
   await writePrivateKeyFile(keyPath, await privateKeyToPem(keys.privateKey), true);
-  await writeFile(certPath, certificateToPem(leaf) + certificateToPem(ca.certificate));
+  await writeFile(certPath, leaf.toString() + ca.certificate.toString());
   await chmod(certPath, 0o644);
   return { certPath, keyPath };
 }

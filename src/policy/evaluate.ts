@@ -18,7 +18,7 @@ export interface EvaluateOptions {
 }
 
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
-const NO_LIMITS = Object.freeze({});
+const HOST_WITH_PORT = /^(\[[^\]]*\]|[^:]*):\d+$/;
 
 /** The attributes of one request, derived once per evaluation (CEL bindings only if a CEL condition runs). */
 class RequestView {
@@ -29,7 +29,9 @@ class RequestView {
   readonly path: string;
   readonly host: string | undefined;
   readonly hostWithoutPort: string | undefined;
-  /** The first CEL failure met, for the reason text. */
+  /** The CEL failure of the rule being evaluated. */
+  ruleFailure: string | null = null;
+  /** The CEL failure to explain: of the deciding rule, or the first one met. */
   celFailure: string | null = null;
   private bindings: Record<string, CelInput> | null = null;
 
@@ -39,11 +41,9 @@ class RequestView {
     this.principal = p ? (p.startsWith("spiffe://") ? p.slice(9) : p) : undefined;
     this.namespace = this.principal === undefined ? undefined : namespaceOf(this.principal);
     this.remoteIp = input.source.remoteIp ?? input.source.ip;
-    const rawPath = input.request.path;
-    const q = rawPath.search(/[?#]/);
-    this.path = q === -1 ? rawPath : rawPath.slice(0, q);
+    this.path = withoutQuery(input.request.path);
     this.host = input.request.host;
-    const m = this.host === undefined ? null : /^(\[[^\]]*\]|[^:]*):\d+$/.exec(this.host);
+    const m = this.host === undefined ? null : HOST_WITH_PORT.exec(this.host);
     this.hostWithoutPort = m ? m[1] : undefined;
   }
 
@@ -111,7 +111,14 @@ export function evaluate(set: PolicySet, input: PolicyInput, options: EvaluateOp
     allowFailure ??= view.celFailure;
   }
   const why = allowFailure === null ? "" : `; ${allowFailure} (a failed condition counts as no match in ALLOW)`;
-  return { decision: "DENY", policy: null, rule: null, reason: `no ALLOW policy matched (default deny)${why}`, limits: { ...NO_LIMITS }, audit };
+  return { decision: "DENY", policy: null, rule: null, reason: `no ALLOW policy matched (default deny)${why}`, limits: {}, audit };
+}
+
+function withoutQuery(path: string): string {
+  const q = path.indexOf("?");
+  const h = path.indexOf("#");
+  const end = q === -1 ? h : h === -1 ? q : Math.min(q, h);
+  return end === -1 ? path : path.slice(0, end);
 }
 
 function deny(policy: CompiledPolicy, rule: number, reason: string, audit: boolean): Decision {
@@ -132,8 +139,12 @@ function firstMatchingRule(policy: CompiledPolicy, view: RequestView): number {
   const failedCelMatches = policy.action !== "ALLOW";
   const rules = policy.rules;
   for (let i = 0; i < rules.length; i++) {
-    const rule = rules[i] as CompiledRule;
-    if (ruleMatches(rule, view, failedCelMatches, policy.id, i)) return i;
+    view.ruleFailure = null;
+    if (ruleMatches(rules[i] as CompiledRule, view, failedCelMatches, policy.id, i)) {
+      view.celFailure = view.ruleFailure;
+      return i;
+    }
+    view.celFailure ??= view.ruleFailure;
   }
   return -1;
 }
@@ -152,7 +163,7 @@ function ruleMatches(rule: CompiledRule, view: RequestView, failedCelMatches: bo
     const result = c.cel.evaluate(view.cel());
     if (result === true) continue;
     if (result === false) return false;
-    view.celFailure ??= `CEL condition in ${id} rule ${index} failed: ${result}`;
+    view.ruleFailure ??= `CEL condition in ${id} rule ${index} failed: ${result}`;
     if (!failedCelMatches) return false;
   }
   return true;

@@ -15,6 +15,15 @@ const MAX_DEPTH = 8;
  * anything of the wrong shape is simply left out.
  */
 export function openAIRequestFields(body: unknown): OpenAIRequestFields {
+  try {
+    return readFields(body);
+  } catch {
+    // Only a hostile object (a throwing getter or proxy) gets here; a JSON body never does.
+    return {};
+  }
+}
+
+function readFields(body: unknown): OpenAIRequestFields {
   const out: OpenAIRequestFields = {};
   if (typeof body !== "object" || body === null || Array.isArray(body)) return out;
   const b = body as Record<string, unknown>;

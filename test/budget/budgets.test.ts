@@ -242,11 +242,21 @@ describe("properties", () => {
             expected = Math.min(tpm, expected + (gap * tpm) / 60_000) - tokens;
             const { remaining, exhausted } = b.consumeTokens("k", tokens, limits, now);
             assert.ok(Math.abs(remaining - expected) < 1e-6 * Math.max(1, Math.abs(expected)));
-            assert.equal(exhausted, remaining <= 0);
+            assert.equal(exhausted, remaining < 1 - 1e-9);
           }
         },
       ),
       { numRuns: 200 },
     );
   });
+});
+
+test("less than one whole token left is exhausted: streams stop and new requests wait for a whole token", () => {
+  const b = new Budgets();
+  const limits = { tokensPerMinute: 10 };
+  assert.deepEqual(b.consumeTokens("k", 9, limits, 0), { remaining: 1, exhausted: false });
+  assert.deepEqual(b.consumeTokens("k", 0.5, limits, 0), { remaining: 0.5, exhausted: true });
+  // 0.5 token missing at 10/60 per second: 3 s.
+  assert.deepEqual(b.admit("k", limits, 0), { ok: false, limit: "tokensPerMinute", retryAfterSeconds: 3 });
+  assert.deepEqual(b.admit("k", limits, 3000), { ok: true });
 });

@@ -54,6 +54,16 @@ describe("CEL conditions", () => {
     assert.match(d.reason, /divide by zero/);
   });
 
+  it("a failure in a rule that did not match is not blamed on the rule that did", () => {
+    const deny = doc([{ when: [{ cel: "request.headers['x-missing'] == 'a'" }, { cel: "request.stream" }] }, {}], {
+      name: "deny",
+      namespace: "edge",
+      apiVersion: EDGEWARD,
+      action: "DENY",
+    });
+    assert.equal(evaluate(policies(deny), input()).reason, "denied by DENY policy edge/deny rule 1");
+  });
+
   it("a DENY whose condition is false leaves the ALLOW", () => {
     assert.equal(evaluate(policies(denyWhen("request.stream"), allowAll), input()).decision, "ALLOW");
   });

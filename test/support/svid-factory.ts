@@ -3,7 +3,6 @@ import { chmod, open, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
 import {
-  certificateToPem,
   createCaCertificate,
   generateKeyPair,
   OID_CLIENT_AUTH,
@@ -161,7 +160,7 @@ export async function writeDefectiveSvid(
   const certPath = `${outPrefix}.pem`;
   const keyPath = `${outPrefix}.key`;
   await writeKeyFile(keyPath, await privateKeyToPem(keys.privateKey));
-  await writeFile(certPath, certificateToPem(leaf) + certificateToPem(authority.certificate));
+  await writeFile(certPath, leaf.toString() + authority.certificate.toString());
   await chmod(certPath, 0o644);
   return { certPath, keyPath };
 }
