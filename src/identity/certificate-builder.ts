@@ -1,5 +1,6 @@
 import { randomBytes, webcrypto, X509Certificate } from "node:crypto";
-import "./reflect-metadata.ts";
+// @peculiar/x509 resolves its services through tsyringe, which needs the Reflect metadata API.
+import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);

@@ -1,5 +1,5 @@
 import { createPrivateKey, type webcrypto, type X509Certificate } from "node:crypto";
-import { chmod, mkdir, open, readFile, writeFile } from "node:fs/promises";
+import { chmod, lstat, mkdir, open, readFile, writeFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import {
@@ -13,7 +13,7 @@ import {
 import { readCertificateExtensions } from "./certificate-extensions.ts";
 import { DevCaError, SpiffeIdError, X509SvidError } from "./errors.ts";
 import { parseSpiffeId, validateTrustDomain } from "./spiffe-id.ts";
-import { parsePemCertificates } from "./trust-bundle.ts";
+import { parsePemCertificates, TrustBundleError } from "./trust-bundle.ts";
 
 export { DevCaError };
 
@@ -79,7 +79,7 @@ async function writePrivateKeyFile(path: string, pem: string, overwrite: boolean
 
 async function exists(path: string): Promise<boolean> {
   try {
-    await open(path, "r").then((h) => h.close());
+    await lstat(path);
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code !== "ENOENT";
@@ -135,7 +135,13 @@ async function loadDevCa(dir: string): Promise<{ certificate: X509Certificate; p
   } catch (error) {
     throw new DevCaError("ca-missing", `cannot read CA certificate ${certPath} (${(error as NodeJS.ErrnoException).code ?? "error"}); run "ca init" first`);
   }
-  const [certificate] = parsePemCertificates(pem);
+  let certificate: X509Certificate | undefined;
+  try {
+    [certificate] = parsePemCertificates(pem);
+  } catch (error) {
+    if (error instanceof TrustBundleError) throw new DevCaError("ca-certificate", `${certPath}: ${error.message}`);
+    throw error;
+  }
   const keyPath = join(dir, CA_KEY_FILE);
   const keyPem = await readPrivateKeyFile(keyPath);
   let privateKey: webcrypto.CryptoKey;

@@ -7,6 +7,8 @@ type CelProgram = (vars: Record<string, CelInput>) => unknown;
 
 /** Longer expressions are refused: policies are written by people, not generated. */
 export const MAX_CEL_LENGTH = 4096;
+/** Nested macros (all/exists/map/filter) multiply their cost; three levels is plenty for a policy. */
+export const MAX_CEL_NESTING = 3;
 
 const REQUEST_FIELDS = new Set(["method", "path", "host", "headers", "model", "max_tokens", "stream", "prompt_tokens"]);
 const SOURCE_FIELDS = new Set(["principal", "trust_domain", "namespace", "service_account"]);
@@ -45,7 +47,7 @@ export function compileCel(expression: string): CelCondition {
     const text = err instanceof RangeError ? "expression is nested too deeply" : (err as Error).message;
     throw new CelCompileError(`CEL syntax error: ${text.replace(/^<input>:/, "")}`);
   }
-  checkReferences(parsed.expr, new Set());
+  checkReferences(parsed.expr, new Set(), 0);
   const program = plan(env, parsed) as CelProgram;
   // There is no full type checker in the library, so run once over a representative input:
   // an operator/type mismatch there ("no matching overload") is an error in the policy itself.
@@ -81,7 +83,7 @@ function describe(value: unknown): string {
 }
 
 /** Only `request`, `source` and comprehension variables exist; only the documented fields of each. */
-function checkReferences(expr: CelExpr | undefined, bound: ReadonlySet<string>): void {
+function checkReferences(expr: CelExpr | undefined, bound: ReadonlySet<string>, nesting: number): void {
   if (expr === undefined) return;
   const k = expr.exprKind;
   switch (k.case) {
@@ -101,31 +103,34 @@ function checkReferences(expr: CelExpr | undefined, bound: ReadonlySet<string>):
           );
         }
       }
-      checkReferences(operand, bound);
+      checkReferences(operand, bound, nesting);
       return;
     }
     case "callExpr":
-      checkReferences(k.value.target, bound);
-      for (const a of k.value.args) checkReferences(a, bound);
+      checkReferences(k.value.target, bound, nesting);
+      for (const a of k.value.args) checkReferences(a, bound, nesting);
       return;
     case "listExpr":
-      for (const e of k.value.elements) checkReferences(e, bound);
+      for (const e of k.value.elements) checkReferences(e, bound, nesting);
       return;
     case "structExpr":
       for (const e of k.value.entries) {
-        if (e.keyKind.case === "mapKey") checkReferences(e.keyKind.value, bound);
-        checkReferences(e.value, bound);
+        if (e.keyKind.case === "mapKey") checkReferences(e.keyKind.value, bound, nesting);
+        checkReferences(e.value, bound, nesting);
       }
       return;
     case "comprehensionExpr": {
+      if (nesting >= MAX_CEL_NESTING) {
+        throw new CelCompileError(`CEL macros (all, exists, map, filter) are nested more than ${MAX_CEL_NESTING} deep`);
+      }
       const c = k.value;
-      checkReferences(c.iterRange, bound);
-      checkReferences(c.accuInit, bound);
+      checkReferences(c.iterRange, bound, nesting);
+      checkReferences(c.accuInit, bound, nesting);
       const inner = new Set(bound);
       for (const v of [c.iterVar, c.iterVar2, c.accuVar]) if (v) inner.add(v);
-      checkReferences(c.loopCondition, inner);
-      checkReferences(c.loopStep, inner);
-      checkReferences(c.result, inner);
+      checkReferences(c.loopCondition, inner, nesting + 1);
+      checkReferences(c.loopStep, inner, nesting + 1);
+      checkReferences(c.result, inner, nesting + 1);
       return;
     }
     default:

@@ -169,7 +169,8 @@ class Reader {
 
   stringMap(node: Node | null, where: string): Record<string, string> {
     if (!isMap(node)) this.fail("type", node ?? undefined, `${where} must be a mapping of strings`);
-    const out: Record<string, string> = {};
+    // No prototype: a label named "__proto__" or "constructor" is just a label.
+    const out: Record<string, string> = Object.create(null);
     for (const pair of node.items) {
       const key = this.string(pair.key as Node, `${where} key`);
       out[key] = this.string(pair.value as Node, `${where}.${key}`);

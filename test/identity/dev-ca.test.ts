@@ -1,4 +1,4 @@
-import "../../src/identity/reflect-metadata.ts";
+import "reflect-metadata";
 import assert from "node:assert/strict";
 import { createPrivateKey } from "node:crypto";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";

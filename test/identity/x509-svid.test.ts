@@ -1,4 +1,4 @@
-import "../../src/identity/reflect-metadata.ts";
+import "reflect-metadata";
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -236,6 +236,47 @@ describe("verifyX509Svid", () => {
         return true;
       });
     }
+  });
+
+  it("rejects a chain whose presented intermediate is malformed", async () => {
+    const intermediate = await intermediateFrom(root);
+    const keys = await generateKeyPair();
+    const broken = await signCertificate({
+      authority: root,
+      publicKey: keys.publicKey,
+      subject: "O=SPIFFE, CN=broken",
+      notBefore: new Date(now.getTime() - DAY),
+      notAfter: new Date(now.getTime() + DAY),
+      extensions: [new x509.Extension("2.5.29.19", true, new Uint8Array([0x30, 0x03, 0x01, 0x01]))],
+    });
+    const leaf = await leafFrom(intermediate);
+    rejects(() => verifyX509Svid([leaf, intermediate.certificate, broken], bundles, now), "malformed-certificate");
+  });
+
+  it("terminates on cross-signed intermediates that form a loop", async () => {
+    const keysA = await generateKeyPair();
+    const keysB = await generateKeyPair();
+    const window = { notBefore: new Date(now.getTime() - DAY), notAfter: new Date(now.getTime() + DAY) };
+    const selfB = await createCaCertificate({ keys: keysB, trustDomain: TD, subject: "CN=B", ...window });
+    const a = await signCertificate({
+      authority: { certificate: selfB, privateKey: keysB.privateKey },
+      publicKey: keysA.publicKey,
+      subject: "CN=A",
+      ...window,
+      extensions: caExtensions(),
+    });
+    const b = await signCertificate({
+      authority: { certificate: a, privateKey: keysA.privateKey },
+      publicKey: keysB.publicKey,
+      subject: "CN=B",
+      ...window,
+      extensions: caExtensions(),
+    });
+    const leaf = await leafFrom({ certificate: a, privateKey: keysA.privateKey });
+    assert.ok(a.checkIssued(b) && a.verify(b.publicKey) && b.checkIssued(a) && b.verify(a.publicKey));
+    const started = performance.now();
+    rejects(() => verifyX509Svid([leaf, a, b, a, b, a, b, selfB], bundles, now), "untrusted-chain");
+    assert.ok(performance.now() - started < 1000);
   });
 
   it("never throws anything but X509SvidError on mutated certificates", async () => {

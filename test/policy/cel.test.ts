@@ -92,6 +92,7 @@ describe("CEL conditions", () => {
     ["type mismatch", "request.max_tokens <= 'many'", "CEL type error: found no matching overload for '_<=_' applied to '(int, string)'"],
     ["not a bool", "request.max_tokens + 1", "CEL expression must yield a bool, got int"],
     ["too long", `true${" && true".repeat(600)}`, "CEL expression is 4804 characters (limit 4096)"],
+    ["macros nested too deeply", "[1,2].all(a, [1,2].all(b, [1,2].all(c, [1,2].all(d, a + b + c + d > 0))))", "CEL macros (all, exists, map, filter) are nested more than 3 deep"],
     ["nested too deeply", `${"(".repeat(2000)}true${")".repeat(2000)}`, "is nested too deeply"],
   ];
   for (const [name, expr, message] of compileErrors) {

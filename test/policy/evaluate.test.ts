@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { evaluate } from "../../src/policy/index.ts";
+import { evaluate, parsePolicies } from "../../src/policy/index.ts";
 import { doc, EDGEWARD, input, policies } from "./fixtures.ts";
 import type { InputOverrides } from "./fixtures.ts";
 
@@ -263,5 +263,16 @@ describe("policy evaluation order", () => {
   it("header names in the input are looked up exactly (lowercase) and never through the prototype", () => {
     const d = doc([{ when: [{ key: "request.headers[constructor]", values: ["*"] }] }]);
     assert.equal(evaluate(policies(d), input()).decision, "DENY");
+  });
+});
+
+describe("selector labels are plain data", () => {
+  it("labels named like Object.prototype members match only when set", () => {
+    const text = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: s}\nspec:\n  selector:\n    matchLabels: {constructor: x, __proto__: y}\n  rules: [{}]\n";
+    const set = parsePolicies(text, "s.yaml");
+    assert.equal(evaluate(set, input()).decision, "DENY");
+    assert.equal(evaluate(set, input(), { workloadLabels: { constructor: "x" } }).decision, "DENY");
+    const labels = JSON.parse('{"constructor": "x", "__proto__": "y"}') as Record<string, string>;
+    assert.equal(evaluate(set, input(), { workloadLabels: labels }).decision, "ALLOW");
   });
 });

@@ -1,4 +1,4 @@
-import "../../src/identity/reflect-metadata.ts";
+import "reflect-metadata";
 import { chmod, open, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
