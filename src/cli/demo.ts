@@ -9,7 +9,7 @@ import { stringify } from "yaml";
 import { loadConfig } from "../config/index.ts";
 import { Gateway } from "../gateway/index.ts";
 import { initDevCa, issueSvid } from "../identity/index.ts";
-import { writeTinyModel } from "../runners/tiny-model.ts";
+import { writeTinyModel } from "../runners/index.ts";
 import { createLogger } from "../telemetry/index.ts";
 import type { CliIO } from "./io.ts";
 import { hostForUrl, startError, waitForSignals } from "./serve.ts";

@@ -4,7 +4,7 @@
  * as a child process so a model crash never takes the gateway down.
  */
 import { randomBytes } from "node:crypto";
-import { lstat, stat, unlink } from "node:fs/promises";
+import { lstat, open, stat, unlink } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { connect } from "node:net";
@@ -176,7 +176,8 @@ class Handler {
       if (parsed.stream) await this.stream(res, parsed, abort.signal);
       else {
         const result = await this.engine.generate(parsed, { signal: abort.signal });
-        if (!result.aborted || !res.destroyed) sendJson(res, 200, this.body(parsed, result));
+        if (!result.aborted) sendJson(res, 200, this.body(parsed, result));
+        else if (!res.destroyed) sendError(res, 503, "server_error", "shutting_down", "runner: the runner is shutting down");
       }
     } catch (err) {
       this.fail(res, err);
@@ -257,6 +258,30 @@ class Handler {
   }
 }
 
+/**
+ * Rejects files that are plainly not GGUF before llama.cpp sees them: its metadata
+ * reader trusts the counts in the header, and garbage there can exhaust memory.
+ * A crafted file can still get further; that is one reason the runner is its own process.
+ */
+async function checkGgufHeader(path: string): Promise<void> {
+  const file = await open(path, "r");
+  try {
+    const header = Buffer.alloc(24);
+    const { bytesRead } = await file.read(header, 0, 24, 0);
+    const size = (await file.stat()).size;
+    const ok =
+      bytesRead === 24 &&
+      header.toString("latin1", 0, 4) === "GGUF" &&
+      [2, 3].includes(header.readUInt32LE(4)) &&
+      // Each tensor info and each key-value pair takes at least 8 bytes of the file.
+      header.readBigUInt64LE(8) <= BigInt(size) / 8n &&
+      header.readBigUInt64LE(16) <= BigInt(size) / 8n;
+    if (!ok) throw new EmbeddedRunnerError("model", `${path} is not a GGUF v2/v3 model file`);
+  } finally {
+    await file.close();
+  }
+}
+
 async function isLiveSocket(path: string): Promise<boolean> {
   return new Promise((done) => {
     const s = connect(path);
@@ -303,6 +328,7 @@ export async function startEmbeddedRunner(opts: EmbeddedRunnerOptions): Promise<
   const modelPath = resolve(opts.modelPath);
   const info = await stat(modelPath).catch(() => null);
   if (info === null || !info.isFile()) throw new EmbeddedRunnerError("model", `model file ${opts.modelPath} not found`);
+  await checkGgufHeader(modelPath);
   const modelName = opts.modelName ?? modelNameFor(modelPath);
   const socketPath = opts.socketPath === undefined ? undefined : resolve(opts.socketPath);
   if (socketPath !== undefined) await clearStaleSocket(socketPath);

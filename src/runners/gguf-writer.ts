@@ -12,8 +12,6 @@ export class GgufWriterError extends Error {
   }
 }
 
-export type GgufArrayItemType = "u32" | "i32" | "f32" | "string";
-
 export type GgufValue =
   | { type: "u32"; value: number }
   | { type: "i32"; value: number }

@@ -214,6 +214,18 @@ test("streamed completion", async () => {
   assert.equal(chunks.map((c) => c.choices[0].text).join(""), whole.json.choices[0].text);
 });
 
+test("a streamed completion never shows text past a stop sequence", async () => {
+  const body = { model: "tiny", prompt: "hello world", max_tokens: 12, temperature: 0 };
+  const full = (await postJson("/v1/completions", body)).json.choices[0].text as string;
+  const stop = full.slice(-3);
+  const whole = await postJson("/v1/completions", { ...body, stop });
+  const res = await post("/v1/completions", { ...body, stop, stream: true });
+  const chunks = sseData(await res.body.text()).slice(0, -1).map((d) => JSON.parse(d));
+  assert.equal(chunks.map((c) => c.choices[0].text).join(""), whole.json.choices[0].text);
+  assert.equal(whole.json.choices[0].text, full.slice(0, full.indexOf(stop)));
+  assert.equal(chunks.at(-1).choices[0].finish_reason, "stop");
+});
+
 test("the OpenAI SDK talks to it over the socket", async () => {
   const client = new OpenAI({
     apiKey: "unused",
@@ -317,9 +329,35 @@ test("a client that disconnects mid-stream stops the generation; the next reques
   assert.equal(next.json.usage.completion_tokens, 2);
 });
 
-test("SIGTERM exits 0 and removes the socket", async () => {
+test("a client that disconnects while waiting for a whole completion stops it too", async () => {
+  const before = (await health()).generations;
+  const controller = new AbortController();
+  const pending = post("/v1/completions", { model: "tiny", prompt: "hello", max_tokens: 480 }, { signal: controller.signal });
+  setTimeout(() => controller.abort(), 30);
+  await assert.rejects(pending);
+  let now = (await health()).generations;
+  for (let i = 0; i < 100 && now.aborted === before.aborted; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    now = (await health()).generations;
+  }
+  assert.equal(now.aborted, before.aborted + 1);
+  assert.equal(now.completed, before.completed);
+});
+
+test("SIGTERM mid-stream ends the stream, exits 0 and removes the socket", async () => {
+  const res = await post("/v1/completions", { model: "tiny", prompt: "hello", max_tokens: 480, stream: true });
+  const body = res.body[Symbol.asyncIterator]();
+  assert.match(String((await body.next()).value), /^data: /);
   const exited = new Promise<number | null>((done) => child.once("exit", (code) => done(code)));
   child.kill("SIGTERM");
+  // The stream is cut (no [DONE]) rather than left hanging.
+  let rest = "";
+  try {
+    for (let r = await body.next(); !r.done; r = await body.next()) rest += String(r.value);
+  } catch {
+    // a reset connection is an acceptable way for the stream to end
+  }
+  assert.ok(!rest.includes("[DONE]"));
   assert.equal(await exited, 0);
   assert.equal(existsSync(socketPath), false);
 });

@@ -48,10 +48,19 @@ test("a missing or corrupt model exits 1 with a message", async () => {
   const missing = cliIO();
   assert.equal(await run(["--model", "nope.gguf", "--socket", "r.sock"], missing.io), 1);
   assert.match(missing.err.join(""), /^runner: model file \S*nope\.gguf not found/);
-  writeFileSync(join(dir, "junk.gguf"), "GGUF but not really");
-  const junk = cliIO();
-  assert.equal(await run(["--model", "junk.gguf", "--socket", "r.sock", "--threads", "1"], junk.io), 1);
-  assert.match(junk.err.join(""), /^runner: /);
+  const junkFiles: Array<[string, Uint8Array]> = [
+    ["text.gguf", Buffer.from("GGUF but not really, just some text")],
+    ["short.gguf", Buffer.from("GGUF")],
+    ["v1.gguf", Buffer.concat([Buffer.from("GGUF"), Buffer.from([1, 0, 0, 0]), Buffer.alloc(16)])],
+    // A valid magic and version but counts no file of this size could hold.
+    ["counts.gguf", Buffer.concat([Buffer.from("GGUF"), Buffer.from([3, 0, 0, 0]), Buffer.alloc(16, 0xff)])],
+  ];
+  for (const [name, bytes] of junkFiles) {
+    writeFileSync(join(dir, name), bytes);
+    const junk = cliIO();
+    assert.equal(await run(["--model", name, "--socket", "r.sock", "--threads", "1"], junk.io), 1, name);
+    assert.match(junk.err.join(""), /^runner: \S+ is not a GGUF v2\/v3 model file\n$/, name);
+  }
   assert.equal(existsSync(join(dir, "r.sock")), false);
 });
 

@@ -2,6 +2,10 @@
  * Finds OpenAI `stop` sequences in streamed text. Text that could be the start of
  * a stop sequence is held back until it is known not to be, so nothing past a
  * stop is ever emitted, however the text is split into chunks.
+ *
+ * Generation ends as soon as a stop sequence is complete, so the stop that wins is the
+ * one that ends first (the longer one when two end together) — the same answer for
+ * any split of the text.
  */
 export class StopScanner {
   private readonly stops: readonly string[];
@@ -20,11 +24,7 @@ export class StopScanner {
   push(text: string): string {
     if (this.done) return "";
     const buffer = this.held + text;
-    let cut = -1;
-    for (const stop of this.stops) {
-      const i = buffer.indexOf(stop);
-      if (i !== -1 && (cut === -1 || i < cut)) cut = i;
-    }
+    const cut = firstCompletedStop(buffer, this.stops);
     if (cut !== -1) {
       this.done = true;
       this.held = "";
@@ -55,4 +55,21 @@ export class StopScanner {
     }
     return best;
   }
+}
+
+/** Where the stop sequence that ends first begins, or -1 when none is complete. */
+export function firstCompletedStop(text: string, stops: readonly string[]): number {
+  let cut = -1;
+  let end = Infinity;
+  for (const stop of stops) {
+    if (stop === "") continue;
+    const i = text.indexOf(stop);
+    if (i === -1) continue;
+    const e = i + stop.length;
+    if (e < end || (e === end && i < cut)) {
+      cut = i;
+      end = e;
+    }
+  }
+  return cut;
 }
