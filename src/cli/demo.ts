@@ -87,7 +87,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     `  ${curl("assistant", "/v1/chat/completions", JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "hello" }], max_tokens: 16, stream: true }))} -N`,
     `  ${curl("assistant", "/v1/models")}`,
     "",
-    `Check the decision log: node bin/edgeward.js log verify ${rel(join(dir, "data", "decisions.log"))}`,
+    `Check the decision log: npx edgeward log verify ${rel(join(dir, "data", "decisions.log"))}`,
     "Press Ctrl-C to stop.",
     "",
   ].join("\n"));
