@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { execFile } from "node:child_process";
 import { after, before, describe, test } from "node:test";
+import { promisify } from "node:util";
 import { fileURLToPath } from "node:url";
 import { Agent, request } from "undici";
 import { stringify } from "yaml";
@@ -12,6 +14,7 @@ import { FakeRunner } from "../support/fake-runner.ts";
 import { TD, call, createPki, mtlsAgent } from "../support/gateway-fixture.ts";
 import { runCli, startCli, type Started } from "../support/processes.ts";
 
+const exec = promisify(execFile);
 const POLICY = fileURLToPath(new URL("./fixtures/policy.yaml", import.meta.url));
 const CLIENTS = ["alice", "bob", "carol", "dave", "erin", "frank", "gina", "mallory"] as const;
 const CHAT = { model: "mistral-7b-instruct", messages: [{ role: "user", content: "hi" }] };
@@ -274,6 +277,18 @@ describe("edgeward serve (real process, real mTLS)", () => {
     const r = await call(as("alice"), `${base}/v1/chat/completions`, { body: big });
     assert.equal(r.status, 413);
     assert.equal(r.json().error.code, "request_too_large");
+  });
+
+  test("curl uploading 5 MB sees the 413, with and without Content-Length", async () => {
+    const big = join(dir, "big.json");
+    writeFileSync(big, JSON.stringify({ ...CHAT, messages: [{ role: "user", content: "x".repeat(5_000_000) }] }));
+    for (const extra of [[], ["-H", "transfer-encoding: chunked"]]) {
+      const { stdout } = await exec("curl", [
+        "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cert", join(dir, "alice.pem"), "--key", join(dir, "alice.key"), "--cacert", caPem,
+        "-H", "content-type: application/json", ...extra, "--data-binary", `@${big}`, `https://localhost:${new URL(base).port}/v1/chat/completions`,
+      ]);
+      assert.equal(stdout, "413");
+    }
   });
 
   test("/metrics on the admin listener counts requests, denials and TLS failures", async () => {
