@@ -56,10 +56,13 @@ async function dispatch(state: GatewayState, req: IncomingMessage, res: ServerRe
     return sendJson(res, 200, { status: "ok" });
   }
 
-  // 1. authenticate (the verdict was reached at the TLS handshake; only expiry is re-checked)
+  // 1. authenticate (verified once per connection; only expiry is re-checked). Counted here rather than at the
+  // handshake so that probes of /v1/health, which present no certificate, are not counted as failures.
   const peer = authenticatePeer(req.socket as TLSSocket, state.bundles, new Date(state.clock()));
   if (!peer.ok) {
     state.metrics.denials.inc({ reason: "identity" });
+    state.metrics.tlsFailures.inc({ check: peer.check });
+    state.logger.warn({ remote: req.socket.remoteAddress, check: peer.check }, `client certificate rejected: ${peer.message}`);
     res.setHeader("connection", "close");
     throw new GatewayError(401, "identity", "authentication_error", "invalid_client_certificate", `client certificate rejected: ${peer.message}`);
   }

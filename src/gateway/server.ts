@@ -3,7 +3,6 @@ import { readFile } from "node:fs/promises";
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
-import type { TLSSocket } from "node:tls";
 import { DecisionLog } from "../audit/index.ts";
 import { Budgets } from "../budget/index.ts";
 import type { GatewayConfig } from "../config/index.ts";
@@ -11,7 +10,6 @@ import { loadTrustBundles, readPrivateKeyFile } from "../identity/index.ts";
 import { loadPolicyFiles, type PolicySet } from "../policy/index.ts";
 import { RunnerTable } from "../runners/index.ts";
 import { createGatewayMetrics, createLogger, type Logger } from "../telemetry/index.ts";
-import { authenticatePeer } from "./authenticate.ts";
 import { handleRequest } from "./pipeline.ts";
 import type { GatewayState } from "./state.ts";
 
@@ -60,13 +58,6 @@ export class Gateway {
       headersTimeout: 30_000,
       keepAliveTimeout: 30_000,
     }, (req, res) => void handleRequest(state, req, res));
-    server.on("secureConnection", (socket: TLSSocket) => {
-      const identity = authenticatePeer(socket, state.bundles, new Date(clock()));
-      if (!identity.ok) {
-        metrics.tlsFailures.inc({ check: identity.check });
-        logger.warn({ remote: socket.remoteAddress, check: identity.check }, `client certificate rejected: ${identity.message}`);
-      }
-    });
     server.on("tlsClientError", (err: NodeJS.ErrnoException) => {
       metrics.tlsFailures.inc({ check: "handshake" });
       logger.debug({ code: err.code }, "TLS handshake failed");
