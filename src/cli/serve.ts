@@ -6,7 +6,7 @@ import type { CliIO } from "./io.ts";
 
 const USAGE = "usage: edgeward serve --config FILE\n";
 
-/** `edgeward serve --config FILE`: runs the gateway until SIGINT/SIGTERM; SIGHUP reloads the policy. */
+/** `edgeward serve --config FILE`: runs the gateway until SIGINT/SIGTERM; SIGHUP reloads policy and credentials. */
 export async function run(argv: string[], io: CliIO): Promise<number> {
   let values: { config?: string; help?: boolean };
   try {
@@ -48,10 +48,14 @@ export function startError(err: unknown): string {
   return e?.message ?? String(err);
 }
 
-/** Serves until SIGINT/SIGTERM (exit 0 after a graceful close); SIGHUP reloads the policy, keeping the old one if the new one is invalid. */
+/**
+ * Serves until SIGINT/SIGTERM (exit 0 after a graceful close). SIGHUP reloads the policy and the TLS credentials,
+ * keeping what is in force when the new files are invalid.
+ */
 export function waitForSignals(gateway: Gateway, onStop?: () => Promise<void>): Promise<number> {
   const onHup = () => {
     gateway.reloadPolicy().catch((err: Error) => gateway.state.logger.error({ err: err.message }, "policy reload refused; the previous policy stays in force"));
+    gateway.reloadCredentials().catch((err: Error) => gateway.state.logger.error({ err: err.message }, "credential reload refused; the credentials in force stay"));
   };
   process.on("SIGHUP", onHup);
   return new Promise((resolveExit) => {

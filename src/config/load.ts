@@ -61,7 +61,7 @@ export function parseConfig(value: unknown, file: string): GatewayConfig {
     file,
     listen: parseHostPort(c.listen),
     admin: parseHostPort(c.admin),
-    tls: { cert: abs(c.tls.cert), key: abs(c.tls.key) },
+    tls: { cert: abs(c.tls.cert), key: abs(c.tls.key), reloadIntervalMs: parseDurationMs(c.tls.reloadInterval) },
     trustBundles: Object.fromEntries(Object.entries(c.trustBundles).map(([td, p]) => [td, abs(p)])),
     policy: (Array.isArray(c.policy) ? c.policy : [c.policy]).map(abs),
     runners: c.runners.map((r) => ({

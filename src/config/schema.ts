@@ -31,7 +31,12 @@ const limits = z.strictObject({
 export const configSchema = z.strictObject({
   listen: hostPort,
   admin: hostPort,
-  tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }),
+  tls: z.strictObject({
+    cert: z.string().min(1),
+    key: z.string().min(1),
+    /** How often the certificate, key and trust bundle files are checked for rotation. */
+    reloadInterval: duration.default("30s"),
+  }),
   trustBundles: z.record(z.string().min(1), z.string().min(1))
     .refine((m) => Object.keys(m).length > 0, "at least one trust domain is required"),
   policy: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
@@ -59,7 +64,7 @@ export interface GatewayConfig {
   file: string;
   listen: { host: string; port: number };
   admin: { host: string; port: number };
-  tls: { cert: string; key: string };
+  tls: { cert: string; key: string; reloadIntervalMs: number };
   trustBundles: Record<string, string>;
   policy: string[];
   runners: RunnerConfig[];

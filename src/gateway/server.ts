@@ -6,10 +6,10 @@ import type { AddressInfo } from "node:net";
 import { DecisionLog } from "../audit/index.ts";
 import { Budgets } from "../budget/index.ts";
 import type { GatewayConfig } from "../config/index.ts";
-import { loadTrustBundles, readPrivateKeyFile } from "../identity/index.ts";
 import { loadPolicyFiles, type PolicySet } from "../policy/index.ts";
 import { RunnerTable } from "../runners/index.ts";
 import { createGatewayMetrics, createLogger, type Logger } from "../telemetry/index.ts";
+import { credentialsStamp, loadCredentials } from "./credentials.ts";
 import { handleRequest } from "./pipeline.ts";
 import type { GatewayState } from "./state.ts";
 
@@ -24,23 +24,22 @@ export class Gateway {
   readonly #server: HttpsServer;
   readonly #admin: HttpServer;
   #closing: Promise<void> | null = null;
+  #stamp: string;
+  #rotationTimer: NodeJS.Timeout | null = null;
 
-  private constructor(state: GatewayState, server: HttpsServer, admin: HttpServer) {
+  private constructor(state: GatewayState, server: HttpsServer, admin: HttpServer, stamp: string) {
     this.state = state;
     this.#server = server;
     this.#admin = admin;
+    this.#stamp = stamp;
   }
 
   /** Loads everything the config names (refusing to start on any error) and starts both listeners. */
   static async start(config: GatewayConfig, options: GatewayOptions = {}): Promise<Gateway> {
     const logger = options.logger ?? createLogger(config.logLevel);
     const clock = options.clock ?? Date.now;
-    const [bundles, policy, cert, key] = await Promise.all([
-      loadTrustBundles(config.trustBundles),
-      loadPolicy(config.policy),
-      readFile(config.tls.cert, "utf8"),
-      readPrivateKeyFile(config.tls.key),
-    ]);
+    const [credentials, stamp, policy] = await Promise.all([loadCredentials(config), credentialsStamp(config), loadPolicy(config.policy)]);
+    const { cert, key, ca, bundles } = credentials;
     const log = await DecisionLog.open(config.decisionLog, {
       onRepair: ({ droppedBytes }) => logger.warn({ droppedBytes }, "decision log: a torn last record was repaired"),
     });
@@ -49,7 +48,7 @@ export class Gateway {
 
     const server = createHttpsServer({
       cert, key,
-      ca: (await Promise.all(Object.values(config.trustBundles).map((p) => readFile(p, "utf8")))),
+      ca,
       requestCert: true,
       // The chain and the SPIFFE rules are checked by the gateway itself (per trust domain), right after the handshake.
       rejectUnauthorized: false,
@@ -64,7 +63,7 @@ export class Gateway {
     });
 
     const admin = createHttpServer((req, res) => void serveAdmin(state, req, res));
-    const gateway = new Gateway(state, server, admin);
+    const gateway = new Gateway(state, server, admin, stamp);
     try {
       await listen(server, config.listen);
       await listen(admin, config.admin);
@@ -72,6 +71,8 @@ export class Gateway {
       await gateway.close();
       throw err;
     }
+    gateway.#rotationTimer = setInterval(() => void gateway.#reloadCredentialsIfChanged(), config.tls.reloadIntervalMs);
+    gateway.#rotationTimer.unref();
     logger.info({ listen: gateway.address, admin: gateway.adminAddress, revision: policy.revision }, "gateway started");
     return gateway;
   }
@@ -94,9 +95,29 @@ export class Gateway {
     return next.revision;
   }
 
+  /**
+   * Re-reads the gateway's certificate, key and trust bundles (SVIDs are short-lived: the issuer rewrites these
+   * files). New connections use them; established ones keep what they negotiated. On any error the credentials
+   * in force stay, so a half-written rotation never takes the listener down.
+   */
+  async reloadCredentials(): Promise<void> {
+    const [credentials, stamp] = await Promise.all([loadCredentials(this.state.config), credentialsStamp(this.state.config)]);
+    this.#server.setSecureContext({ cert: credentials.cert, key: credentials.key, ca: credentials.ca });
+    this.state.bundles = credentials.bundles;
+    this.#stamp = stamp;
+    this.state.logger.info("TLS credentials and trust bundles reloaded");
+  }
+
+  async #reloadCredentialsIfChanged(): Promise<void> {
+    if ((await credentialsStamp(this.state.config)) === this.#stamp) return;
+    await this.reloadCredentials().catch((err: Error) =>
+      this.state.logger.error({ err: err.message }, "credential reload refused; the credentials in force stay"));
+  }
+
   /** Stops accepting, lets in-flight requests finish (up to `graceMs`), then closes the log and runner pools. */
   close(graceMs = 10_000): Promise<void> {
     this.#closing ??= (async () => {
+      if (this.#rotationTimer !== null) clearInterval(this.#rotationTimer);
       const stopped = Promise.all([closeServer(this.#server), closeServer(this.#admin)]);
       this.#server.closeIdleConnections();
       const timer = setTimeout(() => this.#server.closeAllConnections(), graceMs);

@@ -9,6 +9,7 @@ import type { GatewayMetrics, Logger } from "../telemetry/index.ts";
 /** Everything a request needs; `policy` is replaced as a whole on reload, so a request sees one policy throughout. */
 export interface GatewayState {
   config: GatewayConfig;
+  /** Replaced as a whole when the trust bundle files rotate. */
   bundles: TrustBundleSet;
   policy: { set: PolicySet; revision: string };
   log: DecisionLog;
