@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { DecisionLogError } from "./errors.ts";
 
 /** What the gateway supplies for one decision. Never prompt text. */
@@ -51,12 +51,12 @@ const ALLOWED_KEYS = new Set<string>([...REQUIRED_KEYS, "status"]);
  * schema (a prompt must never reach the log).
  */
 function canonicalBody(r: Omit<DecisionRecord, "hash">): string {
-  return JSON.stringify(orderedFields(r));
+  return JSON.stringify(orderedFields(r, r.seq, r.prev));
 }
 
-function orderedFields(r: Omit<DecisionRecord, "hash">): Record<string, unknown> {
+function orderedFields(r: DecisionEntry, seq: number, prev: string): Record<string, unknown> {
   const fields: Record<string, unknown> = {
-    seq: r.seq,
+    seq,
     time: r.time,
     requestId: r.requestId,
     principal: r.principal,
@@ -70,12 +70,20 @@ function orderedFields(r: Omit<DecisionRecord, "hash">): Record<string, unknown>
     revision: r.revision,
   };
   if (r.status !== undefined) fields.status = r.status;
-  fields.prev = r.prev;
+  fields.prev = prev;
   return fields;
 }
 
+/**
+ * The line of a record from its canonical body: the same JSON with `hash` added as the last key
+ * (a hex digest needs no escaping), which is what serializing all fields in order yields.
+ */
+function lineOf(body: string, digest: string): string {
+  return `${body.slice(0, -1)},"hash":"${digest}"}`;
+}
+
 function sha256Hex(text: string): string {
-  return createHash("sha256").update(text, "utf8").digest("hex");
+  return hash("sha256", text, "hex");
 }
 
 /** Why a value is not a well-formed record (or entry, when `withChain` is false); null when it is. */
@@ -107,25 +115,39 @@ function schemaProblem(v: Record<string, unknown>, withChain: boolean): string |
   return null;
 }
 
+/** A sealed record and its line as written to the log (no trailing newline). */
+export interface SealedRecord {
+  record: DecisionRecord;
+  line: string;
+}
+
 /** Seals one entry as record `seq` following the record whose hash is `prev`. */
 export function sealRecord(entry: DecisionEntry, seq: number, prev: string): DecisionRecord {
+  return seal(entry, seq, prev).record;
+}
+
+/** Like sealRecord, also returning the line, so the log serializes each record only once. */
+export function seal(entry: DecisionEntry, seq: number, prev: string): SealedRecord {
   if (!Number.isSafeInteger(seq) || seq < 1) throw new DecisionLogError("entry", `seq ${seq} is not a positive integer`);
   if (typeof prev !== "string" || !SHA256_HEX.test(prev)) {
     throw new DecisionLogError("entry", "prev is not a lowercase sha256 hex digest");
   }
   const problem = schemaProblem(entry as unknown as Record<string, unknown>, false);
   if (problem !== null) throw new DecisionLogError("entry", `entry rejected: ${problem}`);
-  const unhashed = orderedFields({ ...entry, seq, prev }) as unknown as Omit<DecisionRecord, "hash">;
-  const record: DecisionRecord = { ...unhashed, hash: sha256Hex(canonicalBody(unhashed)) };
-  if (Buffer.byteLength(serializeRecord(record), "utf8") > MAX_RECORD_BYTES) {
+  const fields = orderedFields(entry, seq, prev);
+  const body = JSON.stringify(fields);
+  const digest = sha256Hex(body);
+  const line = lineOf(body, digest);
+  if (Buffer.byteLength(line, "utf8") > MAX_RECORD_BYTES) {
     throw new DecisionLogError("entry", `entry rejected: the record is larger than ${MAX_RECORD_BYTES} bytes`);
   }
-  return record;
+  fields.hash = digest;
+  return { record: fields as unknown as DecisionRecord, line };
 }
 
 /** The record as written to the log: one JSON line (no trailing newline), `hash` last. */
 export function serializeRecord(r: DecisionRecord): string {
-  return JSON.stringify({ ...orderedFields(r), hash: r.hash });
+  return JSON.stringify({ ...orderedFields(r, r.seq, r.prev), hash: r.hash });
 }
 
 type LineCheck =
@@ -160,12 +182,13 @@ function checkLine(line: string, expectedSeq: number, prevHash: string): LineChe
   const problem = schemaProblem(fields, true);
   if (problem !== null) return { ok: false, check: "malformed", message: problem };
   const record = fields as unknown as DecisionRecord;
-  if (sha256Hex(canonicalBody(record)) !== record.hash) {
+  const body = canonicalBody(record);
+  if (sha256Hex(body) !== record.hash) {
     return { ok: false, check: "hash", message: "hash mismatch — the record was edited" };
   }
   // Equal fields can be spelled differently in JSON (escapes, key order); only the canonical
   // spelling is accepted, so every byte of the line is covered.
-  if (serializeRecord(record) !== line) {
+  if (lineOf(body, record.hash) !== line) {
     return { ok: false, check: "malformed", message: "record is not in canonical form — the line was re-encoded or edited" };
   }
   if (record.seq !== expectedSeq) {

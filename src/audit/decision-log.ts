@@ -3,8 +3,8 @@ import { mkdir, open } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
 import { TextDecoder } from "node:util";
-import { ChainVerifier, MAX_RECORD_BYTES, sealRecord, serializeRecord } from "./chain.ts";
-import type { DecisionEntry, DecisionRecord, VerifyResult } from "./chain.ts";
+import { ChainVerifier, MAX_RECORD_BYTES, seal } from "./chain.ts";
+import type { DecisionEntry, DecisionRecord, SealedRecord, VerifyResult } from "./chain.ts";
 import { DecisionLogError } from "./errors.ts";
 import { readLogLines } from "./line-reader.ts";
 import type { LogLine } from "./line-reader.ts";
@@ -30,6 +30,7 @@ const COPY_CHUNK_BYTES = 64 * 1024;
 
 interface Pending {
   record: DecisionRecord;
+  /** Without its newline. */
   line: string;
   resolve: (record: DecisionRecord) => void;
   reject: (error: Error) => void;
@@ -265,16 +266,17 @@ export class DecisionLog {
   append(entry: DecisionEntry): Promise<DecisionRecord> {
     if (this.#closed) return Promise.reject(new DecisionLogError("closed", "the log is closed"));
     if (this.#failure !== null) return Promise.reject(this.#failure);
-    let record: DecisionRecord;
+    let sealed: SealedRecord;
     try {
-      record = sealRecord(entry, this.#sealedSeq + 1, this.#sealedHash);
+      sealed = seal(entry, this.#sealedSeq + 1, this.#sealedHash);
     } catch (err) {
       return Promise.reject(err);
     }
+    const { record, line } = sealed;
     this.#sealedSeq = record.seq;
     this.#sealedHash = record.hash;
     return new Promise((resolve, reject) => {
-      this.#queue.push({ record, line: `${serializeRecord(record)}\n`, resolve, reject });
+      this.#queue.push({ record, line, resolve, reject });
       // Deferred by a microtask so appends made in the same tick share the first batch too.
       this.#draining ??= Promise.resolve().then(() => this.#drain());
     });
@@ -284,7 +286,7 @@ export class DecisionLog {
     while (this.#queue.length > 0) {
       const batch = this.#queue.splice(0, this.#maxBatch);
       try {
-        await writeFully(this.#fh, Buffer.from(batch.map((p) => p.line).join(""), "utf8"));
+        await writeFully(this.#fh, Buffer.from(`${batch.map((p) => p.line).join("\n")}\n`, "utf8"));
         await this.#fh.datasync();
       } catch (err) {
         // What reached the disk is unknown, so nothing more may be chained onto it in this process.

@@ -63,7 +63,6 @@ async function dispatch(state: GatewayState, req: IncomingMessage, res: ServerRe
     state.metrics.denials.inc({ reason: "identity" });
     state.metrics.tlsFailures.inc({ check: peer.check });
     state.logger.warn({ remote: req.socket.remoteAddress, check: peer.check }, `client certificate rejected: ${peer.message}`);
-    res.setHeader("connection", "close");
     throw new GatewayError(401, "identity", "authentication_error", "invalid_client_certificate", `client certificate rejected: ${peer.message}`);
   }
   ctx.principal = peer.principal;
@@ -76,7 +75,8 @@ async function dispatch(state: GatewayState, req: IncomingMessage, res: ServerRe
   if (ctx.method !== "POST") throw methodNotAllowed("POST");
 
   // 2. parse
-  const body = parseJsonObject(await readBody(req, state.config.limits.maxBodyBytes));
+  const raw = await readBody(req, state.config.limits.maxBodyBytes);
+  const body = parseJsonObject(raw);
   const shape = checkRequestShape(ctx.path as InferencePath, body);
   ctx.model = shape.model;
   const fields = openAIRequestFields(body);
@@ -128,8 +128,13 @@ async function dispatch(state: GatewayState, req: IncomingMessage, res: ServerRe
   // 7. relay
   const promptEstimate = fields.promptTokens ?? 0;
   const meter = tokenMeter(state, budgetKey, budgetLimits, promptEstimate);
-  if (shape.maxTokens === undefined && ctx.path !== "/v1/embeddings") body.max_tokens = cap;
-  if (shape.stream) body.stream_options = { ...(body.stream_options as object | null | undefined), include_usage: true };
+  // The body is re-serialized only when the gateway changes it; otherwise the caller's bytes go as they came.
+  let forward: string | Buffer = raw;
+  if ((shape.maxTokens === undefined && ctx.path !== "/v1/embeddings") || shape.stream) {
+    if (shape.maxTokens === undefined && ctx.path !== "/v1/embeddings") body.max_tokens = cap;
+    if (shape.stream) body.stream_options = { ...(body.stream_options as object | null | undefined), include_usage: true };
+    forward = JSON.stringify(body);
+  }
 
   const abort = new AbortController();
   const onClose = () => {
@@ -137,7 +142,7 @@ async function dispatch(state: GatewayState, req: IncomingMessage, res: ServerRe
   };
   res.on("close", onClose);
   try {
-    const up = await callUpstream(upstream, { path: ctx.path, body: JSON.stringify(body), headers: { "x-request-id": ctx.requestId }, signal: abort.signal });
+    const up = await callUpstream(upstream, { path: ctx.path, body: forward, headers: { "x-request-id": ctx.requestId }, signal: abort.signal });
     const outcome = shape.stream
       ? await relayStream(upstream.name, up, res, meter, { forwardUsage: shape.includeUsage, requestId: ctx.requestId })
       : await relayJson(upstream.name, up, res, meter);
@@ -254,14 +259,40 @@ function sendError(state: GatewayState, req: IncomingMessage, res: ServerRespons
   }
   const text = errorBody(e.message, e.type, e.code);
   for (const [k, v] of Object.entries(e.headers)) res.setHeader(k, v);
-  if (e.status === 413 || !req.complete) {
-    // The unread body would turn a close into a reset that hides the status: answer, then drain briefly.
-    res.setHeader("connection", "close");
-    req.resume();
-    const timer = setTimeout(() => req.socket.destroy(), 2000);
-    timer.unref();
-    req.once("end", () => clearTimeout(timer));
+  // A caller that failed authentication is not kept connected.
+  const close = e.check === "identity";
+  if (req.complete) {
+    if (close) res.setHeader("connection", "close");
+  } else {
+    drainRequest(req, res, close);
   }
   res.writeHead(e.status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
   res.end(text);
+}
+
+/**
+ * Reads and discards the rest of a request answered early (413, 401…). Closing with unread bytes in flight makes
+ * the kernel send a reset, and clients such as curl then report the reset instead of the status. A client that
+ * keeps sending is cut off after a few seconds.
+ */
+function drainRequest(req: IncomingMessage, res: ServerResponse, closeAfter: boolean): void {
+  const socket = req.socket;
+  const timer = setTimeout(() => socket.destroy(), 5000);
+  timer.unref();
+  let ended = false;
+  let finished = false;
+  const settle = () => {
+    if (!ended || !finished) return;
+    clearTimeout(timer);
+    if (closeAfter) socket.end();
+  };
+  req.once("end", () => {
+    ended = true;
+    settle();
+  });
+  res.once("finish", () => {
+    finished = true;
+    settle();
+  });
+  req.resume();
 }

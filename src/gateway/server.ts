@@ -57,6 +57,11 @@ export class Gateway {
       headersTimeout: 30_000,
       keepAliveTimeout: 30_000,
     }, (req, res) => void handleRequest(state, req, res));
+    // `Expect: 100-continue` (curl sends it for large bodies): a body over the limit is refused before it is sent.
+    server.on("checkContinue", (req: IncomingMessage, res: ServerResponse) => {
+      if (!(Number(req.headers["content-length"]) > config.limits.maxBodyBytes)) res.writeContinue();
+      void handleRequest(state, req, res);
+    });
     server.on("tlsClientError", (err: NodeJS.ErrnoException) => {
       metrics.tlsFailures.inc({ check: "handshake" });
       logger.debug({ code: err.code }, "TLS handshake failed");

@@ -62,7 +62,7 @@ export class RunnerTable {
 
 export interface UpstreamCall {
   path: string;
-  body: string;
+  body: string | Buffer;
   headers: Record<string, string>;
   signal: AbortSignal;
 }

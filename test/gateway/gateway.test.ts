@@ -279,7 +279,7 @@ describe("edgeward serve (real process, real mTLS)", () => {
     assert.equal(r.json().error.code, "request_too_large");
   });
 
-  test("curl uploading 5 MB sees the 413, with and without Content-Length", async () => {
+  test("curl uploading 5 MB sees the 413 (with and without Content-Length) and, without a certificate, the 401", async () => {
     const big = join(dir, "big.json");
     writeFileSync(big, JSON.stringify({ ...CHAT, messages: [{ role: "user", content: "x".repeat(5_000_000) }] }));
     for (const extra of [[], ["-H", "transfer-encoding: chunked"]]) {
@@ -289,6 +289,10 @@ describe("edgeward serve (real process, real mTLS)", () => {
       ]);
       assert.equal(stdout, "413");
     }
+    // Refused for identity before the body is read: the 401 still arrives intact.
+    const { stdout } = await exec("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", caPem, "-H", "content-type: application/json",
+      "--data-binary", `@${big}`, `https://localhost:${new URL(base).port}/v1/chat/completions`]);
+    assert.equal(stdout, "401");
   });
 
   test("/metrics on the admin listener counts requests, denials and TLS failures", async () => {
