@@ -258,6 +258,11 @@ export class DecisionLog {
     return this.#durableHash;
   }
 
+  /** Why appends are refused (a failed write or fsync, or the log was closed), or null while appends are accepted. */
+  get refusal(): DecisionLogError | null {
+    return this.#failure ?? (this.#closed ? new DecisionLogError("closed", "the log is closed") : null);
+  }
+
   get stats(): DecisionLogStats {
     return { ...this.#stats };
   }

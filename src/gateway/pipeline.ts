@@ -122,8 +122,12 @@ async function dispatch(state: GatewayState, req: IncomingMessage, res: ServerRe
     throw new GatewayError(404, "route", "invalid_request_error", "model_not_found", message);
   }
 
-  // 6. record — appended and fsync'd before anything is forwarded
-  await record(state, ctx, undefined, decision.reason);
+  // 6. record — sealed into the chain before anything is forwarded. Its fsync overlaps the runner's work: the
+  // relay releases no byte of the answer (an error included) until the record is durable.
+  const refusal = state.log.refusal;
+  if (refusal !== null) throw logUnavailable(state, refusal); // a broken log: refuse before forwarding anything
+  const durable = record(state, ctx, undefined, decision.reason);
+  durable.catch(() => undefined); // awaited below; this only keeps an early failure from being "unhandled"
 
   // 7. relay
   const promptEstimate = fields.promptTokens ?? 0;
@@ -144,11 +148,13 @@ async function dispatch(state: GatewayState, req: IncomingMessage, res: ServerRe
   try {
     const up = await callUpstream(upstream, { path: ctx.path, body: forward, headers: { "x-request-id": ctx.requestId }, signal: abort.signal });
     const outcome = shape.stream
-      ? await relayStream(upstream.name, up, res, meter, { forwardUsage: shape.includeUsage, requestId: ctx.requestId })
-      : await relayJson(upstream.name, up, res, meter);
+      ? await relayStream(upstream.name, up, res, meter, durable, { forwardUsage: shape.includeUsage })
+      : await relayJson(upstream.name, up, res, meter, durable);
     if (outcome.stoppedForBudget || outcome.clientGone) abort.abort();
   } catch (err) {
     if (abort.signal.aborted) return; // the client left; nothing to answer
+    abort.abort();
+    await durable; // throws the 503 when the record could not be made durable
     const e = toUpstreamError(upstream.name, err);
     if (e instanceof UpstreamError) state.metrics.upstreamErrors.inc({ runner: upstream.name, kind: e.kind });
     throw e;
@@ -204,6 +210,12 @@ function policyInput(req: IncomingMessage, ctx: Context, fields: { model?: strin
   };
 }
 
+function logUnavailable(state: GatewayState, err: Error): GatewayError {
+  state.logger.error({ err: err.message }, "decision log append failed; refusing the request");
+  state.metrics.denials.inc({ reason: "log" });
+  return new GatewayError(503, "log", "service_unavailable", "decision_log_unavailable", "the decision log cannot be written; the gateway refuses requests it cannot record");
+}
+
 async function record(state: GatewayState, ctx: Context, status: number | undefined, reason: string): Promise<void> {
   const d = ctx.decision;
   const entry: DecisionEntry = {
@@ -218,9 +230,7 @@ async function record(state: GatewayState, ctx: Context, status: number | undefi
   try {
     await state.log.append(entry);
   } catch (err) {
-    state.logger.error({ err: (err as Error).message }, "decision log append failed; refusing the request");
-    state.metrics.denials.inc({ reason: "log" });
-    throw new GatewayError(503, "log", "service_unavailable", "decision_log_unavailable", "the decision log cannot be written; the gateway refuses requests it cannot record");
+    throw logUnavailable(state, err as Error);
   }
 }
 

@@ -48,9 +48,13 @@ async function readAll(body: Dispatcher.ResponseData["body"]): Promise<Buffer> {
   return Buffer.concat(chunks, size);
 }
 
-/** Relays a non-streaming answer; 4xx from the runner pass through as they are, 5xx become 502. */
-export async function relayJson(runner: string, up: Dispatcher.ResponseData, res: ServerResponse, meter: TokenMeter): Promise<RelayOutcome> {
+/**
+ * Relays a non-streaming answer; 4xx from the runner pass through as they are, 5xx become 502. Nothing is written
+ * before `durable` (the decision record's fsync) resolves.
+ */
+export async function relayJson(runner: string, up: Dispatcher.ResponseData, res: ServerResponse, meter: TokenMeter, durable: Promise<void>): Promise<RelayOutcome> {
   const body = await readAll(up.body);
+  await durable;
   if (up.statusCode >= 500) throw upstreamFailure(runner, up.statusCode);
   let completionTokens = 0;
   if (up.statusCode < 300) {
@@ -76,7 +80,8 @@ interface StreamChunk {
 
 /**
  * Relays a Server-Sent Events answer event by event with backpressure, counting tokens as they pass (one per
- * content-bearing chunk until the runner's final usage settles the exact figure). When the budget runs out the
+ * content-bearing chunk until the runner's final usage settles the exact figure). Nothing is written before
+ * `durable` (the decision record's fsync) resolves. When the budget runs out the
  * stream ends cleanly — an error event, then `data: [DONE]` — and the caller aborts the runner's generation.
  */
 export async function relayStream(
@@ -84,8 +89,10 @@ export async function relayStream(
   up: Dispatcher.ResponseData,
   res: ServerResponse,
   meter: TokenMeter,
-  options: { forwardUsage: boolean; requestId: string },
+  durable: Promise<void>,
+  options: { forwardUsage: boolean },
 ): Promise<RelayOutcome> {
+  await durable;
   if (up.statusCode !== 200) {
     const body = await readAll(up.body);
     if (up.statusCode >= 500 || up.statusCode < 400) throw upstreamFailure(runner, up.statusCode);
