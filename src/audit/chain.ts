@@ -123,15 +123,19 @@ export interface SealedRecord {
 
 /** Seals one entry as record `seq` following the record whose hash is `prev`. */
 export function sealRecord(entry: DecisionEntry, seq: number, prev: string): DecisionRecord {
-  return seal(entry, seq, prev).record;
-}
-
-/** Like sealRecord, also returning the line, so the log serializes each record only once. */
-export function seal(entry: DecisionEntry, seq: number, prev: string): SealedRecord {
   if (!Number.isSafeInteger(seq) || seq < 1) throw new DecisionLogError("entry", `seq ${seq} is not a positive integer`);
   if (typeof prev !== "string" || !SHA256_HEX.test(prev)) {
     throw new DecisionLogError("entry", "prev is not a lowercase sha256 hex digest");
   }
+  return seal(entry, seq, prev).record;
+}
+
+/**
+ * Seals one entry after a chain head the caller vouches for (the log's own, verified or sealed by
+ * it, so `seq` and `prev` are not re-checked on its hot path), and returns the line too so the
+ * record is serialized only once.
+ */
+export function seal(entry: DecisionEntry, seq: number, prev: string): SealedRecord {
   const problem = schemaProblem(entry as unknown as Record<string, unknown>, false);
   if (problem !== null) throw new DecisionLogError("entry", `entry rejected: ${problem}`);
   const fields = orderedFields(entry, seq, prev);

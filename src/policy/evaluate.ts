@@ -1,6 +1,8 @@
 import type { CelInput } from "@bufbuild/cel";
 import { celBindings, namespaceOf } from "./cel.ts";
 import { fieldMatches } from "./match.ts";
+import { ruleIndex } from "./rule-index.ts";
+import type { Candidate } from "./rule-index.ts";
 import type {
   CompiledCondition,
   CompiledOperation,
@@ -28,12 +30,13 @@ class RequestView {
   readonly remoteIp: string | undefined;
   readonly path: string;
   readonly host: string | undefined;
-  readonly hostWithoutPort: string | undefined;
   /** The CEL failure of the rule being evaluated. */
   ruleFailure: string | null = null;
-  /** The CEL failure to explain: of the deciding rule, or the first one met. */
-  celFailure: string | null = null;
+  /** The first CEL failure met by the current pass over one action's rules. */
+  firstFailure: string | null = null;
   private bindings: Record<string, CelInput> | null = null;
+  /** Parsed on first use: most policies do not constrain hosts. */
+  private bareHost: string | undefined | null = null;
 
   constructor(input: PolicyInput) {
     this.input = input;
@@ -43,8 +46,15 @@ class RequestView {
     this.remoteIp = input.source.remoteIp ?? input.source.ip;
     this.path = withoutQuery(input.request.path);
     this.host = input.request.host;
-    const m = this.host === undefined ? null : HOST_WITH_PORT.exec(this.host);
-    this.hostWithoutPort = m ? m[1] : undefined;
+  }
+
+  /** The Host header without its port, when it has one. */
+  hostWithoutPort(): string | undefined {
+    if (this.bareHost === null) {
+      const m = this.host === undefined ? null : HOST_WITH_PORT.exec(this.host);
+      this.bareHost = m ? m[1] : undefined;
+    }
+    return this.bareHost;
   }
 
   cel(): Record<string, CelInput> {
@@ -66,51 +76,36 @@ class RequestView {
 export function evaluate(set: PolicySet, input: PolicyInput, options: EvaluateOptions = {}): Decision {
   const labels = options.workloadLabels ?? NO_LABELS;
   const view = new RequestView(input);
+  const index = ruleIndex(set);
 
-  let audit = false;
-  for (const policy of set.policies) {
-    if (policy.action === "AUDIT" && applies(policy, labels) && firstMatchingRule(policy, view) !== -1) {
-      audit = true;
-      break;
-    }
+  const audit = firstMatch(index.audit.for(view.principal), labels, view) !== null;
+
+  const custom = firstMatch(index.custom.for(view.principal), labels, view);
+  if (custom !== null) {
+    return deny(custom, `CUSTOM authorization provider ${custom.policy.provider} is not available`, audit);
   }
 
-  for (const policy of set.policies) {
-    if (policy.action !== "CUSTOM" || !applies(policy, labels)) continue;
-    const rule = firstMatchingRule(policy, view);
-    if (rule !== -1) {
-      return deny(policy, rule, `CUSTOM authorization provider ${policy.provider} is not available`, audit);
-    }
+  const denied = firstMatch(index.deny.for(view.principal), labels, view);
+  if (denied !== null) {
+    const failure = view.ruleFailure;
+    const why = failure === null ? "" : ` (${failure}; a failed condition counts as a match in DENY)`;
+    return deny(denied, `denied by DENY policy ${denied.policy.id} rule ${denied.index}${why}`, audit);
   }
 
-  for (const policy of set.policies) {
-    if (policy.action !== "DENY" || !applies(policy, labels)) continue;
-    view.celFailure = null;
-    const rule = firstMatchingRule(policy, view);
-    if (rule !== -1) {
-      const why = view.celFailure === null ? "" : ` (${view.celFailure}; a failed condition counts as a match in DENY)`;
-      return deny(policy, rule, `denied by DENY policy ${policy.id} rule ${rule}${why}`, audit);
-    }
+  const allowed = firstMatch(index.allow.for(view.principal), labels, view);
+  if (allowed !== null) {
+    const id = allowed.policy.id;
+    return {
+      decision: "ALLOW",
+      policy: id,
+      rule: allowed.index,
+      reason: `allowed by ALLOW policy ${id} rule ${allowed.index}`,
+      limits: { ...allowed.rule.limits },
+      audit,
+    };
   }
-
-  let allowFailure: string | null = null;
-  for (const policy of set.policies) {
-    if (policy.action !== "ALLOW" || !applies(policy, labels)) continue;
-    view.celFailure = null;
-    const rule = firstMatchingRule(policy, view);
-    if (rule !== -1) {
-      return {
-        decision: "ALLOW",
-        policy: policy.id,
-        rule,
-        reason: `allowed by ALLOW policy ${policy.id} rule ${rule}`,
-        limits: { ...(policy.rules[rule] as CompiledRule).limits },
-        audit,
-      };
-    }
-    allowFailure ??= view.celFailure;
-  }
-  const why = allowFailure === null ? "" : `; ${allowFailure} (a failed condition counts as no match in ALLOW)`;
+  const failure = view.firstFailure;
+  const why = failure === null ? "" : `; ${failure} (a failed condition counts as no match in ALLOW)`;
   return { decision: "DENY", policy: null, rule: null, reason: `no ALLOW policy matched (default deny)${why}`, limits: {}, audit };
 }
 
@@ -121,8 +116,8 @@ function withoutQuery(path: string): string {
   return end === -1 ? path : path.slice(0, end);
 }
 
-function deny(policy: CompiledPolicy, rule: number, reason: string, audit: boolean): Decision {
-  return { decision: "DENY", policy: policy.id, rule, reason, limits: {}, audit };
+function deny(c: Candidate, reason: string, audit: boolean): Decision {
+  return { decision: "DENY", policy: c.policy.id, rule: c.index, reason, limits: {}, audit };
 }
 
 function applies(policy: CompiledPolicy, labels: Readonly<Record<string, string>>): boolean {
@@ -134,19 +129,26 @@ function applies(policy: CompiledPolicy, labels: Readonly<Record<string, string>
   return true;
 }
 
-function firstMatchingRule(policy: CompiledPolicy, view: RequestView): number {
-  // A CEL failure fails closed: it matches in DENY, CUSTOM and AUDIT, and not in ALLOW.
-  const failedCelMatches = policy.action !== "ALLOW";
-  const rules = policy.rules;
-  for (let i = 0; i < rules.length; i++) {
-    view.ruleFailure = null;
-    if (ruleMatches(rules[i] as CompiledRule, view, failedCelMatches, policy.id, i)) {
-      view.celFailure = view.ruleFailure;
-      return i;
+/**
+ * The first matching rule among `candidates` (in file order) of the policies that apply, or null.
+ * Afterwards `view.ruleFailure` is the CEL failure of the matching rule and `view.firstFailure` the
+ * first CEL failure met, which is what an ALLOW-less default deny explains.
+ */
+function firstMatch(candidates: readonly Candidate[], labels: Readonly<Record<string, string>>, view: RequestView): Candidate | null {
+  view.firstFailure = null;
+  let policy: CompiledPolicy | null = null;
+  let applied = false;
+  for (const c of candidates) {
+    if (c.policy !== policy) {
+      policy = c.policy;
+      applied = applies(policy, labels);
     }
-    view.celFailure ??= view.ruleFailure;
+    if (!applied) continue;
+    view.ruleFailure = null;
+    if (ruleMatches(c.rule, view, c.failedCelMatches, policy.id, c.index)) return c;
+    view.firstFailure ??= view.ruleFailure;
   }
-  return -1;
+  return null;
 }
 
 function ruleMatches(rule: CompiledRule, view: RequestView, failedCelMatches: boolean, id: string, index: number): boolean {
@@ -204,8 +206,9 @@ function anyOperation(operations: readonly CompiledOperation[], view: RequestVie
 /** A host pattern matches the Host header with or without its port. */
 function hostMatches(o: CompiledOperation, view: RequestView): boolean {
   const { values, notValues } = o.hosts;
+  if (values === null && notValues === null) return true;
   const host = view.host;
-  const bare = view.hostWithoutPort;
+  const bare = view.hostWithoutPort();
   if (values !== null && (host === undefined || !(values.test(host) || (bare !== undefined && values.test(bare))))) return false;
   if (notValues !== null && host !== undefined && (notValues.test(host) || (bare !== undefined && notValues.test(bare)))) return false;
   return true;

@@ -6,6 +6,8 @@ import { BlockList, isIP } from "node:net";
  */
 export interface StringMatcher {
   test(value: string): boolean;
+  /** The values matched, when the patterns are all exact and case-sensitive; null otherwise. */
+  readonly exactValues: ReadonlySet<string> | null;
 }
 
 export interface StringMatcherOptions {
@@ -24,6 +26,7 @@ class ValueSet implements StringMatcher {
   readonly suffixes: readonly string[];
   readonly templates: readonly RegExp[];
   readonly caseInsensitive: boolean;
+  readonly exactValues: ReadonlySet<string> | null;
 
   constructor(patterns: readonly string[], options: StringMatcherOptions) {
     let any = false;
@@ -46,6 +49,8 @@ class ValueSet implements StringMatcher {
     this.suffixes = suffixes;
     this.templates = templates;
     this.caseInsensitive = options.caseInsensitive === true;
+    const onlyExact = !any && prefixes.length === 0 && suffixes.length === 0 && templates.length === 0;
+    this.exactValues = onlyExact && !this.caseInsensitive ? exact : null;
   }
 
   test(input: string): boolean {

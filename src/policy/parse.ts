@@ -22,6 +22,7 @@ import type {
   FieldMatch,
   Limits,
   PolicySet,
+  TextMatcher,
 } from "./types.ts";
 
 /** Bigger policy files are refused before parsing: they are a mistake or an attack. */
@@ -475,7 +476,7 @@ function compileCondition(r: Reader, node: Node, where: string): CompiledConditi
     }
     attribute = simple;
   }
-  const compile =
+  const compile: (values: string[], node: Node | null, path: string) => TextMatcher =
     attribute.kind === "source.ip" || attribute.kind === "remote.ip"
       ? ipBlocks(r)
       : (values: string[]) => compileStringMatcher(values, attribute.kind === "source.principal" ? PRINCIPAL_OPTIONS : {});
