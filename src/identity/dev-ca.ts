@@ -2,14 +2,12 @@ import { createPrivateKey, type webcrypto, type X509Certificate } from "node:cry
 import { chmod, lstat, mkdir, open, readFile, writeFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { join } from "node:path";
-import {
-  createCaCertificate,
-  generateKeyPair,
-  privateKeyFromPem,
-  privateKeyToPem,
-  signCertificate,
-  svidExtensions,
-} from "./certificate-builder.ts";
+
+/**
+ * The certificate builder (@peculiar/x509 and its dependency tree, tens of MB) is loaded only when a certificate is
+ * made: the gateway imports this module's key-file reader but never issues certificates.
+ */
+const builder = () => import("./certificate-builder.ts");
 import { readCertificateExtensions } from "./certificate-extensions.ts";
 import { DevCaError, SpiffeIdError, X509SvidError } from "./errors.ts";
 import { parseSpiffeId, validateTrustDomain } from "./spiffe-id.ts";
@@ -114,6 +112,7 @@ export async function initDevCa(opts: {
     throw new DevCaError("ca-exists", `a CA already exists in ${opts.dir}; pass --force to replace it`);
   }
   const now = wholeSeconds(opts.now ?? new Date());
+  const { createCaCertificate, generateKeyPair, privateKeyToPem } = await builder();
   const keys = await generateKeyPair();
   const certificate = await createCaCertificate({
     keys,
@@ -147,7 +146,7 @@ async function loadDevCa(dir: string): Promise<{ certificate: X509Certificate; p
   let privateKey: webcrypto.CryptoKey;
   let matches: boolean;
   try {
-    privateKey = await privateKeyFromPem(keyPem);
+    privateKey = await (await builder()).privateKeyFromPem(keyPem);
     matches = certificate !== undefined && certificate.checkPrivateKey(createPrivateKey(keyPem));
   } catch {
     throw new DevCaError("ca-key", `CA key ${keyPath} is not a PKCS#8 EC P-256 private key`);
@@ -206,6 +205,7 @@ export async function issueSvid(opts: {
   if (now.getTime() < ca.certificate.validFromDate.getTime()) {
     throw new DevCaError("ca-not-yet-valid", `the CA is not valid before ${ca.certificate.validFromDate.toISOString()}`);
   }
+  const { generateKeyPair, privateKeyToPem, signCertificate, svidExtensions } = await builder();
   const keys = await generateKeyPair();
   const leaf = await signCertificate({
     authority: { certificate: ca.certificate, privateKey: ca.privateKey },
