@@ -14,8 +14,8 @@ export interface ReadyProcess {
 const live = new Set<ChildProcess>();
 let hooked = false;
 
-/** Every process the harness started dies with it: normal exit, error, Ctrl-C or SIGTERM. */
-function hookExit(): void {
+/** Every process the harness started dies with it: normal exit, error, Ctrl-C or SIGTERM. Idempotent. */
+export function hookExit(): void {
   if (hooked) return;
   hooked = true;
   const killAll = () => {
