@@ -28,7 +28,7 @@ import { handshake } from "./scenarios/handshake.ts";
 import { slowStreams } from "./scenarios/slow-streams.ts";
 import { streaming } from "./scenarios/streaming.ts";
 import { direct } from "./targets/direct.ts";
-import { edgeward } from "./targets/edgeward.ts";
+import { edgeward, edgewardTmpfsLog } from "./targets/edgeward.ts";
 import { minimalProxyMtls, minimalProxyPlain } from "./targets/minimal-proxy.ts";
 
 const USAGE = "usage: node bench/run.ts [--quick | --profile default|quick|smoke] [--targets a,b,…] [--rounds N] [--out DIR] [--no-setup] [--no-micro] [--keep]";
@@ -69,6 +69,7 @@ async function candidates(): Promise<Candidate[]> {
     for (const t of found) list.push({ target: t, name: t.name, mtls: t.mtls });
   }
   list.push({ target: edgeward, name: edgeward.name, mtls: true });
+  list.push({ target: edgewardTmpfsLog, name: edgewardTmpfsLog.name, mtls: true });
   return list;
 }
 
@@ -166,7 +167,7 @@ async function main(): Promise<number> {
   let list = (await candidates()).filter((c) => selected(c.name, filter));
   let status = await availability(list);
   const setup = join(BENCH_DIR, "setup.sh");
-  const peersMissing = list.some((c) => c.name !== "direct" && !c.name.startsWith("minimal-") && c.name !== "edgeward" && status.get(c.name) !== null);
+  const peersMissing = list.some((c) => c.name !== "direct" && !c.name.startsWith("minimal-") && !c.name.startsWith("edgeward") && status.get(c.name) !== null);
   if (peersMissing && !values["no-setup"] && existsSync(setup)) {
     log("installing the peers (bench/setup.sh)");
     const r = spawnSync("bash", [setup], { stdio: ["ignore", process.stderr, process.stderr] });

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { benchPolicy } from "../fixtures/policy.ts";
@@ -13,48 +13,60 @@ const REQUESTS_PER_MINUTE = 100_000_000;
 const TOKENS_PER_MINUTE = 1_000_000_000;
 
 /** `edgeward serve` with the full pipeline: mTLS, an ~80-rule policy with CEL, budgets, the fsync'd decision log, metrics. */
-export const edgeward: Target = {
-  name: "edgeward",
-  mtls: true,
-  unavailable: async () => null,
-  async start(ctx) {
-    const dir = join(ctx.workDir, "edgeward");
-    mkdirSync(dir, { recursive: true });
-    const policy = benchPolicy(TRUST_DOMAIN, CLIENT_ID, `${BENCH_MODEL}*`);
-    // Runners map exact model names: one per chunk delay a profile's slow streams ask for.
-    const delays = new Set(Object.values(PROFILES).map((p) => p.slowStreams.chunkDelayMs));
-    const models = [BENCH_MODEL, ...[...delays].map(slowModel)];
-    writeFileSync(join(dir, "policy.yaml"), policy.yaml);
-    const config = join(dir, "edgeward.yaml");
-    writeFileSync(config, stringify({
-      listen: "127.0.0.1:0",
-      admin: "127.0.0.1:0",
-      tls: { cert: ctx.pki.serverCert, key: ctx.pki.serverKey },
-      trustBundles: { [TRUST_DOMAIN]: ctx.pki.caPem },
-      policy: join(dir, "policy.yaml"),
-      // As many upstream connections as the slow-stream scenario holds streams open.
-      runners: [{ name: "model", url: ctx.modelServerUrl, models, maxConnections: 4096 }],
-      decisionLog: join(dir, "decisions.log"),
-      limits: { maxTokens: 4096, requestsPerMinute: REQUESTS_PER_MINUTE, tokensPerMinute: TOKENS_PER_MINUTE },
-      logLevel: "warn",
-    }));
-    const proc = await spawnReady(
-      process.execPath,
-      [join(REPO_DIR, "bin", "edgeward.js"), "serve", "--config", config],
-      /listening on (https:\/\/\S+) \(admin (http:\/\/[^)\s]+)\)/,
-      { label: "edgeward", cwd: dir },
-    );
-    const clients = mtlsClients(ctx.pki);
-    return {
-      name: "edgeward",
-      url: proc.match[1]!,
-      dispatcher: clients.dispatcher,
-      freshConnections: clients.freshConnections,
-      pids: [proc.pid],
-      async stop() {
-        await clients.dispatcher.destroy();
-        await proc.stop();
-      },
-    };
-  },
-};
+export const edgeward: Target = edgewardTarget("edgeward", null);
+
+/**
+ * The same gateway with its decision log on tmpfs, where fdatasync costs nothing: not a configuration to run (the
+ * log would not survive a power cut), but the measurement of what the pipeline costs apart from durable I/O.
+ */
+export const edgewardTmpfsLog: Target = edgewardTarget("edgeward-tmpfs-log", "/dev/shm");
+
+function edgewardTarget(name: string, logParent: string | null): Target {
+  return {
+    name,
+    mtls: true,
+    unavailable: async () => (logParent === null || existsSync(logParent) ? null : `${logParent} is missing`),
+    async start(ctx) {
+      const dir = join(ctx.workDir, name);
+      mkdirSync(dir, { recursive: true });
+      const logDir = logParent === null ? dir : mkdtempSync(join(logParent, "edgeward-bench-log-"));
+      const policy = benchPolicy(TRUST_DOMAIN, CLIENT_ID, `${BENCH_MODEL}*`);
+      // Runners map exact model names: one per chunk delay a profile's slow streams ask for.
+      const delays = new Set(Object.values(PROFILES).map((p) => p.slowStreams.chunkDelayMs));
+      const models = [BENCH_MODEL, ...[...delays].map(slowModel)];
+      writeFileSync(join(dir, "policy.yaml"), policy.yaml);
+      const config = join(dir, "edgeward.yaml");
+      writeFileSync(config, stringify({
+        listen: "127.0.0.1:0",
+        admin: "127.0.0.1:0",
+        tls: { cert: ctx.pki.serverCert, key: ctx.pki.serverKey },
+        trustBundles: { [TRUST_DOMAIN]: ctx.pki.caPem },
+        policy: join(dir, "policy.yaml"),
+        // As many upstream connections as the slow-stream scenario holds streams open.
+        runners: [{ name: "model", url: ctx.modelServerUrl, models, maxConnections: 4096 }],
+        decisionLog: join(logDir, "decisions.log"),
+        limits: { maxTokens: 4096, requestsPerMinute: REQUESTS_PER_MINUTE, tokensPerMinute: TOKENS_PER_MINUTE },
+        logLevel: "warn",
+      }));
+      const proc = await spawnReady(
+        process.execPath,
+        [join(REPO_DIR, "bin", "edgeward.js"), "serve", "--config", config],
+        /listening on (https:\/\/\S+) \(admin (http:\/\/[^)\s]+)\)/,
+        { label: name, cwd: dir },
+      );
+      const clients = mtlsClients(ctx.pki);
+      return {
+        name,
+        url: proc.match[1]!,
+        dispatcher: clients.dispatcher,
+        freshConnections: clients.freshConnections,
+        pids: [proc.pid],
+        async stop() {
+          await clients.dispatcher.destroy();
+          await proc.stop();
+          if (logDir !== dir) rmSync(logDir, { recursive: true, force: true });
+        },
+      };
+    },
+  };
+}

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 
 const RUN = fileURLToPath(new URL("../../bench/run.ts", import.meta.url));
-const TARGETS = ["direct", "minimal-proxy-plain", "minimal-proxy-mtls", "edgeward"];
+const TARGETS = ["direct", "minimal-proxy-plain", "minimal-proxy-mtls", "edgeward", "edgeward-tmpfs-log"];
 const SCENARIOS = ["chat-closed-loop", "chat-open-loop", "stream-5", "slow-streams", "handshake"];
 
 function runBench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
