@@ -20,13 +20,13 @@ export const PROFILES: Record<Profile["name"], Profile> = {
   default: {
     name: "default",
     rounds: 3,
-    initialWarmupMs: 5000,
+    initialWarmupMs: 3000,
     warmupMs: 1000,
     chat: { concurrency: 32, durationMs: 3000 },
     openLoop: { ratePerSecond: 500, durationMs: 3000 },
-    stream: { chunks: [20, 200], concurrency: 1, durationMs: 2000 },
+    stream: { chunks: [20, 200], concurrency: 1, durationMs: 1500 },
     slowStreams: { streams: 1000, chunks: 20, chunkDelayMs: 100, rampMs: 1500, sampleMs: 200 },
-    handshake: { concurrency: 4, durationMs: 2000 },
+    handshake: { concurrency: 4, durationMs: 1500 },
   },
   quick: {
     name: "quick",

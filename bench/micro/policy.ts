@@ -36,7 +36,7 @@ interface Budget {
   batchesMs: number;
 }
 
-const FULL: Budget = { warmupMs: 300, samplesMs: 1500, batchesMs: 700 };
+const FULL: Budget = { warmupMs: 300, samplesMs: 1000, batchesMs: 500 };
 const QUICK: Budget = { warmupMs: 15, samplesMs: 60, batchesMs: 30 };
 
 function loadCedar(): Cedar | string {
