@@ -13,9 +13,10 @@ import type { GatewayState } from "./state.ts";
 
 /**
  * The request pipeline, in the order the design fixes:
- *   authenticate → parse → authorize → budget → record → route → relay → observe.
- * Budget admission runs before the record so that the decision log says what was actually done (a request
- * refused for budget is logged as a denial with status 429), and a refused request never reaches a runner.
+ *   authenticate → parse → authorize → budget → route → record → relay → observe.
+ * Budget admission and the route lookup run before the record so that the decision log says what was actually
+ * done (a request refused for budget is logged as a denial with status 429, an unknown model with 404), and a
+ * refused request never reaches a runner.
  */
 interface Context {
   requestId: string;
