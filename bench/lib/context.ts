@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { Agent, type Dispatcher } from "undici";
 import { initDevCa, issueSvid } from "../../src/identity/index.ts";
 import { spawnReady, type ReadyProcess } from "./processes.ts";
-import type { BenchContext } from "./target.ts";
+import type { BenchContext, RunningTarget } from "./target.ts";
 
 export const TRUST_DOMAIN = "example.org";
 export const CLIENT_ID = `spiffe://${TRUST_DOMAIN}/ns/bench/sa/client`;
@@ -56,5 +56,26 @@ export function mtlsClients(pki: BenchContext["pki"]): { dispatcher: Dispatcher;
   return {
     dispatcher: new Agent({ connect: tls, keepAliveTimeout: KEEP_ALIVE_MS, keepAliveMaxTimeout: KEEP_ALIVE_MS }),
     freshConnections: () => new Agent({ connect: { ...tls, maxCachedSessions: 0 }, pipelining: 0 }),
+  };
+}
+
+/** A target served by one process of ours: its URL from the ready line, its CPU charged to that process. */
+export function processTarget(
+  name: string,
+  proc: ReadyProcess,
+  clients: { dispatcher: Dispatcher; freshConnections: () => Dispatcher },
+  cleanup?: () => void,
+): RunningTarget {
+  return {
+    name,
+    url: proc.match[1]!,
+    dispatcher: clients.dispatcher,
+    freshConnections: clients.freshConnections,
+    pids: [proc.pid],
+    async stop() {
+      await clients.dispatcher.destroy();
+      await proc.stop();
+      cleanup?.();
+    },
   };
 }

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { benchPolicy } from "../fixtures/policy.ts";
-import { CLIENT_ID, mtlsClients, REPO_DIR, TRUST_DOMAIN } from "../lib/context.ts";
+import { CLIENT_ID, mtlsClients, processTarget, REPO_DIR, TRUST_DOMAIN } from "../lib/context.ts";
 import { BENCH_MODEL, slowModel } from "../lib/loadgen.ts";
 import { PROFILES } from "../lib/profile.ts";
 import { spawnReady } from "../lib/processes.ts";
@@ -54,19 +54,9 @@ function edgewardTarget(name: string, logParent: string | null): Target {
         /listening on (https:\/\/\S+) \(admin (http:\/\/[^)\s]+)\)/,
         { label: name, cwd: dir },
       );
-      const clients = mtlsClients(ctx.pki);
-      return {
-        name,
-        url: proc.match[1]!,
-        dispatcher: clients.dispatcher,
-        freshConnections: clients.freshConnections,
-        pids: [proc.pid],
-        async stop() {
-          await clients.dispatcher.destroy();
-          await proc.stop();
-          if (logDir !== dir) rmSync(logDir, { recursive: true, force: true });
-        },
-      };
+      return processTarget(name, proc, mtlsClients(ctx.pki), () => {
+        if (logDir !== dir) rmSync(logDir, { recursive: true, force: true });
+      });
     },
   };
 }

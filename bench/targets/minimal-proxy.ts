@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { BENCH_DIR, mtlsClients, plainClients } from "../lib/context.ts";
+import { BENCH_DIR, mtlsClients, plainClients, processTarget } from "../lib/context.ts";
 import { spawnReady } from "../lib/processes.ts";
 import type { Target } from "../lib/target.ts";
 
@@ -17,18 +17,7 @@ function minimalProxy(mtls: boolean): Target {
         /listening on (https?:\/\/\S+)/,
         { label: name },
       );
-      const clients = mtls ? mtlsClients(ctx.pki) : plainClients();
-      return {
-        name,
-        url: proc.match[1]!,
-        dispatcher: clients.dispatcher,
-        freshConnections: clients.freshConnections,
-        pids: [proc.pid],
-        async stop() {
-          await clients.dispatcher.destroy();
-          await proc.stop();
-        },
-      };
+      return processTarget(name, proc, mtls ? mtlsClients(ctx.pki) : plainClients());
     },
   };
 }
