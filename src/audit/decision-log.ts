@@ -1,4 +1,4 @@
-import { constants } from "node:fs";
+import { constants, writeSync } from "node:fs";
 import { mkdir, open } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
@@ -129,6 +129,10 @@ async function writeFully(fh: FileHandle, data: Buffer): Promise<void> {
     const { bytesWritten } = await fh.write(data, offset, data.length - offset, null);
     offset += bytesWritten;
   }
+}
+
+function writeAllSync(fd: number, data: Buffer): void {
+  for (let offset = 0; offset < data.length;) offset += writeSync(fd, data, offset, data.length - offset);
 }
 
 /** Creates the file (0600, parent 0700) or opens the existing one, for reading and appending. */
@@ -291,7 +295,9 @@ export class DecisionLog {
     while (this.#queue.length > 0) {
       const batch = this.#queue.splice(0, this.#maxBatch);
       try {
-        await writeFully(this.#fh, Buffer.from(`${batch.map((p) => p.line).join("\n")}\n`, "utf8"));
+        // The write only reaches the page cache, so it is made in place (microseconds); the fsync, which waits for
+        // the disk, goes to the thread pool. One thread hand-off per batch instead of two.
+        writeAllSync(this.#fh.fd, Buffer.from(`${batch.map((p) => p.line).join("\n")}\n`, "utf8"));
         await this.#fh.datasync();
       } catch (err) {
         // What reached the disk is unknown, so nothing more may be chained onto it in this process.
