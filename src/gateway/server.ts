@@ -1,12 +1,11 @@
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { DecisionLog } from "../audit/index.ts";
 import { Budgets } from "../budget/index.ts";
 import type { GatewayConfig } from "../config/index.ts";
-import { loadPolicyFiles, type PolicySet } from "../policy/index.ts";
+import { mergePolicySets, parsePolicies, readPolicyFile, type PolicySet } from "../policy/index.ts";
 import { RunnerTable } from "../runners/index.ts";
 import { createGatewayMetrics, createLogger, type Logger } from "../telemetry/index.ts";
 import { credentialsStamp, loadCredentials } from "./credentials.ts";
@@ -135,10 +134,12 @@ export class Gateway {
   }
 }
 
+/** Reads each policy file once: the revision is the hash of exactly the text that was compiled. */
 async function loadPolicy(files: readonly string[]): Promise<{ set: PolicySet; revision: string }> {
+  const texts = await Promise.all(files.map((f) => readPolicyFile(f)));
+  const set = mergePolicySets(texts.map((text, i) => parsePolicies(text, files[i]!)));
   const hash = createHash("sha256");
-  for (const f of files) hash.update(await readFile(f));
-  const set = await loadPolicyFiles(files);
+  for (const text of texts) hash.update(text);
   return { set, revision: `sha256:${hash.digest("hex").slice(0, 16)}` };
 }
 

@@ -307,6 +307,16 @@ test("a body over 1 MiB is answered 413, declared or streamed", async () => {
   assert.equal((await health()).status, "ok");
 });
 
+/** Polls the runner's health until it counts one more aborted generation than `before` (or 2 s pass). */
+async function generationsOnceAborted(before: { aborted: number }) {
+  let now = (await health()).generations;
+  for (let i = 0; i < 100 && now.aborted === before.aborted; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    now = (await health()).generations;
+  }
+  return now;
+}
+
 test("a client that disconnects mid-stream stops the generation; the next request is served", async () => {
   const before = (await health()).generations;
   const controller = new AbortController();
@@ -317,11 +327,7 @@ test("a client that disconnects mid-stream stops the generation; the next reques
     controller.abort();
     break;
   }
-  let now = (await health()).generations;
-  for (let i = 0; i < 100 && now.aborted === before.aborted; i++) {
-    await new Promise((r) => setTimeout(r, 20));
-    now = (await health()).generations;
-  }
+  const now = await generationsOnceAborted(before);
   assert.equal(now.aborted, before.aborted + 1);
   assert.equal(now.completed, before.completed);
   const next = await postJson("/v1/completions", { model: "tiny", prompt: "hello", max_tokens: 2 });
@@ -335,11 +341,7 @@ test("a client that disconnects while waiting for a whole completion stops it to
   const pending = post("/v1/completions", { model: "tiny", prompt: "hello", max_tokens: 480 }, { signal: controller.signal });
   setTimeout(() => controller.abort(), 30);
   await assert.rejects(pending);
-  let now = (await health()).generations;
-  for (let i = 0; i < 100 && now.aborted === before.aborted; i++) {
-    await new Promise((r) => setTimeout(r, 20));
-    now = (await health()).generations;
-  }
+  const now = await generationsOnceAborted(before);
   assert.equal(now.aborted, before.aborted + 1);
   assert.equal(now.completed, before.completed);
 });
