@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { TLSSocket } from "node:tls";
 import type { DecisionEntry } from "../audit/index.ts";
 import { evaluate, openAIRequestFields, type Decision, type PolicyInput } from "../policy/index.ts";
-import { UpstreamError, callUpstream, toUpstreamError } from "../runners/index.ts";
+import { UpstreamError, callUpstream, callUpstreamBuffered, toUpstreamError } from "../runners/index.ts";
 import { authenticatePeer } from "./authenticate.ts";
 import { parseJsonObject, readBody } from "./body.ts";
 import { GatewayError, errorBody } from "./errors.ts";
@@ -147,10 +147,10 @@ async function dispatch(state: GatewayState, req: IncomingMessage, res: ServerRe
   };
   res.on("close", onClose);
   try {
-    const up = await callUpstream(upstream, { path: ctx.path, body: forward, headers: { "x-request-id": ctx.requestId }, signal: abort.signal });
+    const call = { path: ctx.path, body: forward, headers: { "x-request-id": ctx.requestId }, signal: abort.signal };
     const outcome = shape.stream
-      ? await relayStream(upstream.name, up, res, meter, durable, { forwardUsage: shape.includeUsage })
-      : await relayJson(upstream.name, up, res, meter, durable);
+      ? await relayStream(upstream.name, await callUpstream(upstream, call), res, meter, durable, { forwardUsage: shape.includeUsage })
+      : await relayJson(upstream.name, await callUpstreamBuffered(upstream, call), res, meter, durable);
     if (outcome.stoppedForBudget || outcome.clientGone) abort.abort();
   } catch (err) {
     if (abort.signal.aborted) return; // the client left; nothing to answer

@@ -2,6 +2,7 @@ import type { ServerResponse } from "node:http";
 import type { Dispatcher } from "undici";
 import { SseSplitter } from "./sse.ts";
 import { GatewayError, errorBody } from "./errors.ts";
+import type { BufferedAnswer } from "../runners/index.ts";
 
 /** Token accounting hooks for one relayed response; `charge` returns false once the caller's budget is spent. */
 export interface TokenMeter {
@@ -52,14 +53,13 @@ async function readAll(body: Dispatcher.ResponseData["body"]): Promise<Buffer> {
  * Relays a non-streaming answer; 4xx from the runner pass through as they are, 5xx become 502. Nothing is written
  * before `durable` (the decision record's fsync) resolves.
  */
-export async function relayJson(runner: string, up: Dispatcher.ResponseData, res: ServerResponse, meter: TokenMeter, durable: Promise<void>): Promise<RelayOutcome> {
-  const body = await readAll(up.body);
+export async function relayJson(runner: string, up: BufferedAnswer, res: ServerResponse, meter: TokenMeter, durable: Promise<void>): Promise<RelayOutcome> {
   await durable;
   if (up.statusCode >= 500) throw upstreamFailure(runner, up.statusCode);
   let completionTokens = 0;
   if (up.statusCode < 300) {
     try {
-      const usage = (JSON.parse(body.toString("utf8")) as { usage?: { prompt_tokens?: number; completion_tokens?: number } }).usage;
+      const usage = (JSON.parse(up.body.toString("utf8")) as { usage?: { prompt_tokens?: number; completion_tokens?: number } }).usage;
       if (usage) {
         meter.settle(usage, 0);
         completionTokens = usage.completion_tokens ?? 0;
@@ -68,8 +68,8 @@ export async function relayJson(runner: string, up: Dispatcher.ResponseData, res
       throw new GatewayError(502, "upstream", "upstream_error", "upstream_invalid", `runner ${runner} answered with invalid JSON`);
     }
   }
-  res.writeHead(up.statusCode, { "content-type": String(up.headers["content-type"] ?? "application/json"), "content-length": body.length });
-  res.end(body);
+  res.writeHead(up.statusCode, { "content-type": up.contentType ?? "application/json", "content-length": up.body.length });
+  res.end(up.body);
   return { completionTokens, stoppedForBudget: false, clientGone: false };
 }
 
@@ -104,9 +104,11 @@ export async function relayStream(
   const splitter = new SseSplitter();
   let counted = 0;
   let settled = false;
-  const write = async (text: string): Promise<boolean> => (res.write(text) ? true : drained(res));
+  const clientGone = (): RelayOutcome => ({ completionTokens: counted, stoppedForBudget: false, clientGone: true });
 
   for await (const chunk of up.body as AsyncIterable<Buffer>) {
+    // The events one runner chunk completes go out in one write: one TLS record, and no await while the socket keeps up.
+    let out = "";
     for (const event of splitter.push(chunk)) {
       let forward = true;
       let exhausted = false;
@@ -127,18 +129,17 @@ export async function relayStream(
           exhausted = !meter.charge(1);
         }
       }
-      if (forward && !(await write(event.raw))) return { completionTokens: counted, stoppedForBudget: false, clientGone: true };
+      if (forward) out += event.raw;
       if (exhausted) {
-        await write(`data: ${errorBody("token budget exhausted: the stream was stopped by the gateway", "rate_limit_error", "token_budget_exhausted")}\n\n`);
-        await write("data: [DONE]\n\n");
-        res.end();
+        out += `data: ${errorBody("token budget exhausted: the stream was stopped by the gateway", "rate_limit_error", "token_budget_exhausted")}\n\ndata: [DONE]\n\n`;
+        res.end(out);
         return { completionTokens: counted, stoppedForBudget: true, clientGone: false };
       }
     }
+    if (out !== "" && !res.write(out) && !(await drained(res))) return clientGone();
   }
   const rest = splitter.flush();
-  if (rest !== null) await write(rest.raw);
-  res.end();
+  res.end(rest?.raw);
   if (!settled) meter.settle({ completion_tokens: counted }, counted);
   return { completionTokens: counted, stoppedForBudget: false, clientGone: false };
 }

@@ -82,6 +82,70 @@ export async function callUpstream(upstream: Upstream, call: UpstreamCall): Prom
   }
 }
 
+/** A runner's whole answer, read into memory (non-streaming calls). */
+export interface BufferedAnswer {
+  statusCode: number;
+  contentType: string | undefined;
+  body: Buffer;
+}
+
+/** The most a non-streaming answer may hold; a runner sending more is cut off with a 502. */
+export const MAX_BUFFERED_ANSWER_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Sends one JSON POST and reads the whole answer through undici's handler interface: no response stream, no async
+ * iterator, one promise per call. Errors reject with what `toUpstreamError` maps.
+ */
+export function callUpstreamBuffered(upstream: Upstream, call: UpstreamCall): Promise<BufferedAnswer> {
+  return new Promise((resolve, reject) => {
+    let statusCode = 0;
+    let contentType: string | undefined;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const fail = (err: unknown) => {
+      if (settled) return;
+      settled = true;
+      call.signal.removeEventListener("abort", onAbort);
+      reject(toUpstreamError(upstream.name, err));
+    };
+    let controller: Dispatcher.DispatchController | null = null;
+    const onAbort = () => controller?.abort(new undiciErrors.RequestAbortedError());
+    if (call.signal.aborted) return fail(new undiciErrors.RequestAbortedError());
+    call.signal.addEventListener("abort", onAbort, { once: true });
+    upstream.pool.dispatch({
+      method: "POST",
+      path: upstream.basePath + call.path,
+      headers: { ...call.headers, "content-type": "application/json" },
+      body: call.body,
+    }, {
+      onRequestStart(c) {
+        controller = c;
+        if (call.signal.aborted) c.abort(new undiciErrors.RequestAbortedError());
+      },
+      onResponseStart(_c, status, headers) {
+        statusCode = status;
+        const type = headers["content-type"];
+        contentType = Array.isArray(type) ? type[0] : type;
+      },
+      onResponseData(c, chunk) {
+        size += chunk.length;
+        if (size > MAX_BUFFERED_ANSWER_BYTES) return c.abort(new UpstreamError(upstream.name, "protocol", "answer is too large"));
+        chunks.push(chunk);
+      },
+      onResponseEnd() {
+        if (settled) return;
+        settled = true;
+        call.signal.removeEventListener("abort", onAbort);
+        resolve({ statusCode, contentType, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size) });
+      },
+      onResponseError(_c, err) {
+        fail(err);
+      },
+    });
+  });
+}
+
 export function toUpstreamError(runner: string, err: unknown): Error {
   if (err instanceof UpstreamError) return err;
   if (err instanceof undiciErrors.RequestAbortedError || (err as Error)?.name === "AbortError") return err as Error;
