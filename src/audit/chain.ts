@@ -16,6 +16,8 @@ export interface DecisionEntry {
   reason: string;
   /** Policy revision the decision was made under. */
   revision: string | null;
+  /** Degradation stage of the policy bundle the decision was made under (absent when the policy comes from files). */
+  stage?: "fresh" | "grace" | "restricted" | "locked";
   /** HTTP status answered when a denial was made before forwarding. */
   status?: number;
 }
@@ -43,7 +45,8 @@ const REQUIRED_KEYS = [
   "seq", "time", "requestId", "principal", "method", "path", "model",
   "decision", "policy", "rule", "reason", "revision", "prev", "hash",
 ] as const;
-const ALLOWED_KEYS = new Set<string>([...REQUIRED_KEYS, "status"]);
+const ALLOWED_KEYS = new Set<string>([...REQUIRED_KEYS, "stage", "status"]);
+const STAGES = new Set<unknown>(["fresh", "grace", "restricted", "locked"]);
 
 /**
  * The bytes that are hashed: every field except `hash`, in this fixed key order, as JSON without
@@ -69,6 +72,7 @@ function orderedFields(r: DecisionEntry, seq: number, prev: string): Record<stri
     reason: r.reason,
     revision: r.revision,
   };
+  if (r.stage !== undefined) fields.stage = r.stage;
   if (r.status !== undefined) fields.status = r.status;
   fields.prev = prev;
   return fields;
@@ -109,6 +113,7 @@ function schemaProblem(v: Record<string, unknown>, withChain: boolean): string |
   }
   if (typeof v.reason !== "string") return "reason is not a string";
   if (!nullableString("revision")) return "revision is not a string or null";
+  if (v.stage !== undefined && !STAGES.has(v.stage)) return "stage is not fresh, grace, restricted or locked";
   if (v.status !== undefined && (!Number.isSafeInteger(v.status) || (v.status as number) < 100 || (v.status as number) > 599)) {
     return "status is not an HTTP status code";
   }

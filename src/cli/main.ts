@@ -10,6 +10,7 @@ const COMMANDS: Record<string, Command> = {
   model: { summary: "model tiny --out FILE.gguf [--seed N]: write a tiny test model", load: () => import("./model.ts") },
   ca: { summary: "dev CA: ca init --dir DIR --trust-domain TD | ca issue --dir DIR --spiffe-id ID --out PREFIX", load: () => import("./ca.ts") },
   policy: { summary: "policy check FILE… | policy explain FILE --principal ID --method M --path P | policy test FILE --cases FILE", load: () => import("./policy.ts") },
+  bundle: { summary: "bundle keygen|build|verify|inspect: signed policy bundles", load: () => import("./bundle.ts") },
   log: { summary: "log verify PATH: check the decision log's hash chain", load: () => import("./log.ts") },
 };
 

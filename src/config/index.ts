@@ -1,2 +1,2 @@
 export { ConfigError, loadConfig, parseConfig, parseDurationMs, parseHostPort } from "./load.ts";
-export type { ConfigInput, GatewayConfig, RunnerConfig } from "./schema.ts";
+export type { ConfigInput, BundleSourceConfig, GatewayConfig, RunnerConfig } from "./schema.ts";

@@ -28,6 +28,11 @@ export function parseDurationMs(value: string): number {
   return Number(m[1]) * unit;
 }
 
+function isLoopbackUrl(url: string): boolean {
+  const host = new URL(url).hostname;
+  return host === "localhost" || host === "[::1]" || /^127\./.test(host);
+}
+
 function keyPath(path: readonly PropertyKey[]): string {
   return path.map((p, i) => (typeof p === "number" ? `[${p}]` : `${i === 0 ? "" : "."}${String(p)}`)).join("") || "(root)";
 }
@@ -42,6 +47,13 @@ export function parseConfig(value: unknown, file: string): GatewayConfig {
     throw new ConfigError(keyPath(issue.path), message);
   }
   const c = result.data;
+  if ((c.policy === undefined) === (c.bundle === undefined)) {
+    throw new ConfigError(c.policy === undefined ? "policy" : "bundle", "set exactly one of policy (files) and bundle (signed bundles)");
+  }
+  if (c.bundle?.url !== undefined && !URL.canParse(c.bundle.url)) throw new ConfigError("bundle.url", "not a valid URL");
+  if (c.bundle?.url !== undefined && c.bundle.url.startsWith("http://") && !isLoopbackUrl(c.bundle.url)) {
+    throw new ConfigError("bundle.url", "plain http:// is allowed only on loopback; use https://");
+  }
   const base = dirname(file);
   const abs = (p: string) => resolve(base, p);
   const models = new Map<string, string>();
@@ -63,7 +75,17 @@ export function parseConfig(value: unknown, file: string): GatewayConfig {
     admin: parseHostPort(c.admin),
     tls: { cert: abs(c.tls.cert), key: abs(c.tls.key), reloadIntervalMs: parseDurationMs(c.tls.reloadInterval) },
     trustBundles: Object.fromEntries(Object.entries(c.trustBundles).map(([td, p]) => [td, abs(p)])),
-    policy: (Array.isArray(c.policy) ? c.policy : [c.policy]).map(abs),
+    policy: c.policy === undefined ? [] : (Array.isArray(c.policy) ? c.policy : [c.policy]).map(abs),
+    bundle: c.bundle === undefined ? null : {
+      path: c.bundle.path === undefined ? null : abs(c.bundle.path),
+      url: c.bundle.url ?? null,
+      pollIntervalMs: parseDurationMs(c.bundle.pollInterval),
+      longPollMs: parseDurationMs(c.bundle.longPoll),
+      keys: c.bundle.keys.map(abs),
+      stateDir: abs(c.bundle.stateDir),
+      clockToleranceMs: parseDurationMs(c.bundle.clockTolerance),
+      ca: c.bundle.ca === undefined ? null : abs(c.bundle.ca),
+    },
     runners: c.runners.map((r) => ({
       name: r.name,
       url: r.url.startsWith("unix:") ? `unix:${abs(r.url.slice("unix:".length))}` : r.url,

@@ -28,6 +28,26 @@ const limits = z.strictObject({
   tokensPerMinute: positiveInt.optional(),
 });
 
+/** Where signed policy bundles come from (instead of `policy`): a local file, a control-plane URL, or both. */
+const bundle = z.strictObject({
+  /** A bundle file (.tar.gz) or directory on this node; re-read when it changes. */
+  path: z.string().min(1).optional(),
+  /** The control plane's bundle URL, fetched with If-None-Match (https://, or http:// on loopback only). */
+  url: z.string().regex(/^https?:\/\/[^\s]+$/, "expected an http(s):// URL").optional(),
+  /** How often the file or URL is checked. */
+  pollInterval: duration.default("60s"),
+  /** The longest wait to ask the server for (`Prefer: wait=N`); 0s turns long-polling off. */
+  longPoll: duration.default("0s"),
+  /** Public keys (PEM, from `edgeward bundle keygen`) whose signatures are accepted; several during a rotation. */
+  keys: z.array(z.string().min(1)).min(1),
+  /** Where the last verified bundle and the node's bundle state are kept (0700). */
+  stateDir: z.string().min(1),
+  /** How far the wall clock may go back before it counts as tampering. */
+  clockTolerance: duration.default("5m"),
+  /** CA certificates (PEM) that sign the control plane's server certificate; the gateway's own SVID is the client certificate. */
+  ca: z.string().min(1).optional(),
+}).refine((b) => b.path !== undefined || b.url !== undefined, "set path, url, or both");
+
 export const configSchema = z.strictObject({
   listen: hostPort,
   admin: hostPort,
@@ -39,7 +59,8 @@ export const configSchema = z.strictObject({
   }),
   trustBundles: z.record(z.string().min(1), z.string().min(1))
     .refine((m) => Object.keys(m).length > 0, "at least one trust domain is required"),
-  policy: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+  policy: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+  bundle: bundle.optional(),
   runners: z.array(runner).min(1),
   decisionLog: z.string().min(1),
   limits: limits.default(limits.parse({})),
@@ -59,6 +80,17 @@ export interface RunnerConfig {
   maxConnections: number;
 }
 
+export interface BundleSourceConfig {
+  path: string | null;
+  url: string | null;
+  pollIntervalMs: number;
+  longPollMs: number;
+  keys: string[];
+  stateDir: string;
+  clockToleranceMs: number;
+  ca: string | null;
+}
+
 /** The validated configuration, with paths made absolute and durations in milliseconds. */
 export interface GatewayConfig {
   file: string;
@@ -66,7 +98,9 @@ export interface GatewayConfig {
   admin: { host: string; port: number };
   tls: { cert: string; key: string; reloadIntervalMs: number };
   trustBundles: Record<string, string>;
+  /** Policy files (empty when the policy comes from signed bundles). */
   policy: string[];
+  bundle: BundleSourceConfig | null;
   runners: RunnerConfig[];
   decisionLog: string;
   limits: Parsed["limits"];

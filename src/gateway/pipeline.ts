@@ -2,14 +2,15 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { TLSSocket } from "node:tls";
 import type { DecisionEntry } from "../audit/index.ts";
-import { evaluate, openAIRequestFields, type Decision, type PolicyInput } from "../policy/index.ts";
+import type { Stage } from "../bundle/index.ts";
+import { evaluate, openAIRequestFields, type Decision, type EvaluateOptions, type PolicyInput } from "../policy/index.ts";
 import { UpstreamError, callUpstream, callUpstreamBuffered, toUpstreamError } from "../runners/index.ts";
 import { authenticatePeer } from "./authenticate.ts";
 import { parseJsonObject, readBody } from "./body.ts";
 import { GatewayError, errorBody } from "./errors.ts";
 import { relayJson, relayStream, type TokenMeter } from "./relay.ts";
 import { INFERENCE_PATHS, checkRequestShape, type InferencePath } from "./request-shape.ts";
-import type { GatewayState } from "./state.ts";
+import type { ActivePolicy, GatewayState } from "./state.ts";
 
 /**
  * The request pipeline, in the order the design fixes:
@@ -19,6 +20,10 @@ import type { GatewayState } from "./state.ts";
  * refused request never reaches a runner.
  */
 interface Context {
+  /** The policy in force when the request arrived; a bundle activated meanwhile applies to the next request. */
+  policy: ActivePolicy;
+  /** Degradation stage (signed bundles only). */
+  stage: Stage | undefined;
   requestId: string;
   method: string;
   path: string;
@@ -32,7 +37,7 @@ const INFERENCE = new Set<string>(INFERENCE_PATHS);
 export async function handleRequest(state: GatewayState, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const started = performance.now();
   const path = (req.url ?? "/").split("?", 1)[0]!;
-  const ctx: Context = { requestId: randomUUID(), method: req.method ?? "GET", path, principal: null, model: null, decision: null };
+  const ctx: Context = { policy: state.policy, stage: undefined, requestId: randomUUID(), method: req.method ?? "GET", path, principal: null, model: null, decision: null };
   const route = INFERENCE.has(path) || path === "/v1/models" || path === "/v1/health" ? path : "other";
   state.metrics.inflight.inc();
   res.setHeader("x-request-id", ctx.requestId);
@@ -67,6 +72,27 @@ async function dispatch(state: GatewayState, req: IncomingMessage, res: ServerRe
     throw new GatewayError(401, "identity", "authentication_error", "invalid_client_certificate", `client certificate rejected: ${peer.message}`);
   }
   ctx.principal = peer.principal;
+  const revoked = ctx.policy.revocations.isRevoked({ spiffeId: peer.principal, serial: peer.serial });
+  if (revoked !== null) {
+    const what = revoked.kind === "serial" ? `certificate serial ${peer.serial}` : peer.principal;
+    const message = `client certificate rejected: ${what} was revoked at ${revoked.revokedAt}`;
+    state.metrics.denials.inc({ reason: "revoked" });
+    state.metrics.tlsFailures.inc({ check: "revoked" });
+    await record(state, ctx, 401, message);
+    throw new GatewayError(401, "identity", "authentication_error", "revoked_identity", message);
+  }
+
+  // The degradation stage of the policy bundle: `locked` denies everything, `restricted` allows only essential rules.
+  if (state.ladder !== null) {
+    const status = state.ladder.status(state.clock());
+    ctx.stage = status.stage;
+    if (status.stage === "locked") {
+      const message = `policy locked: ${status.reason}; every request is denied until a new signed bundle is activated`;
+      state.metrics.denials.inc({ reason: "locked" });
+      await record(state, ctx, 403, message);
+      throw new GatewayError(403, "policy", "permission_denied", "policy_locked", message);
+    }
+  }
 
   if (ctx.path === "/v1/models") {
     if (ctx.method !== "GET") throw methodNotAllowed("GET");
@@ -83,7 +109,7 @@ async function dispatch(state: GatewayState, req: IncomingMessage, res: ServerRe
   const fields = openAIRequestFields(body);
 
   // 3. authorize
-  const decision = evaluate(state.policy.set, policyInput(req, ctx, fields), { workloadLabels: state.config.workloadLabels });
+  const decision = evaluate(ctx.policy.set, policyInput(req, ctx, fields), evaluateOptions(state, ctx));
   ctx.decision = decision;
   state.metrics.decisions.inc({ decision: decision.decision });
   if (decision.decision === "DENY") {
@@ -182,8 +208,8 @@ function tokenMeter(state: GatewayState, key: string, limits: { tokensPerMinute?
 }
 
 async function listModels(state: GatewayState, req: IncomingMessage, res: ServerResponse, ctx: Context): Promise<void> {
-  const wls = { workloadLabels: state.config.workloadLabels };
-  const decision = evaluate(state.policy.set, policyInput(req, ctx, {}), wls);
+  const wls = evaluateOptions(state, ctx);
+  const decision = evaluate(ctx.policy.set, policyInput(req, ctx, {}), wls);
   ctx.decision = decision;
   state.metrics.decisions.inc({ decision: decision.decision });
   await record(state, ctx, decision.decision === "DENY" ? 403 : undefined, decision.reason);
@@ -194,7 +220,7 @@ async function listModels(state: GatewayState, req: IncomingMessage, res: Server
   // A model is listed when the caller may use it on at least one inference route.
   const visible = state.runners.models().filter((model) =>
     INFERENCE_PATHS.some((path) =>
-      evaluate(state.policy.set, policyInput(req, { ...ctx, method: "POST", path }, { model }), wls).decision === "ALLOW"));
+      evaluate(ctx.policy.set, policyInput(req, { ...ctx, method: "POST", path }, { model }), wls).decision === "ALLOW"));
   sendJson(res, 200, { object: "list", data: visible.map((id) => ({ id, object: "model", created: 0, owned_by: "edgeward" })) });
 }
 
@@ -225,7 +251,8 @@ async function record(state: GatewayState, ctx: Context, status: number | undefi
     principal: ctx.principal, method: ctx.method, path: ctx.path, model: ctx.model,
     decision: status === undefined ? (d?.decision ?? "DENY") : "DENY",
     policy: d?.policy ?? null, rule: d?.rule ?? null, reason,
-    revision: state.policy.revision,
+    revision: ctx.policy.revision,
+    ...(ctx.stage === undefined ? {} : { stage: ctx.stage }),
     ...(status === undefined ? {} : { status }),
   };
   try {
@@ -233,6 +260,12 @@ async function record(state: GatewayState, ctx: Context, status: number | undefi
   } catch (err) {
     throw logUnavailable(state, err as Error);
   }
+}
+
+function evaluateOptions(state: GatewayState, ctx: Context): EvaluateOptions {
+  return ctx.stage === "restricted"
+    ? { workloadLabels: state.config.workloadLabels, essentialOnly: true }
+    : { workloadLabels: state.config.workloadLabels };
 }
 
 function minDefined(a: number | undefined, b: number | undefined): number | undefined {

@@ -17,6 +17,11 @@ import type {
 export interface EvaluateOptions {
   /** The gateway's own workload labels; policies whose selector does not match are ignored. */
   workloadLabels?: Readonly<Record<string, string>>;
+  /**
+   * Only rules marked `essential: true` may allow (the `restricted` stage of an expired policy bundle). DENY and
+   * CUSTOM policies apply as always.
+   */
+  essentialOnly?: boolean;
 }
 
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
@@ -92,7 +97,8 @@ export function evaluate(set: PolicySet, input: PolicyInput, options: EvaluateOp
     return deny(denied, `denied by DENY policy ${denied.policy.id} rule ${denied.index}${why}`, audit);
   }
 
-  const allowed = firstMatch(index.allow.for(view.principal), labels, view);
+  const essentialOnly = options.essentialOnly === true;
+  const allowed = firstMatch(index.allow.for(view.principal), labels, view, essentialOnly);
   if (allowed !== null) {
     const id = allowed.policy.id;
     return {
@@ -106,7 +112,8 @@ export function evaluate(set: PolicySet, input: PolicyInput, options: EvaluateOp
   }
   const failure = view.firstFailure;
   const why = failure === null ? "" : `; ${failure} (a failed condition counts as no match in ALLOW)`;
-  return { decision: "DENY", policy: null, rule: null, reason: `no ALLOW policy matched (default deny)${why}`, limits: {}, audit };
+  const none = essentialOnly ? "no essential ALLOW rule matched (only rules marked essential allow in the restricted stage)" : "no ALLOW policy matched (default deny)";
+  return { decision: "DENY", policy: null, rule: null, reason: `${none}${why}`, limits: {}, audit };
 }
 
 function withoutQuery(path: string): string {
@@ -134,7 +141,7 @@ function applies(policy: CompiledPolicy, labels: Readonly<Record<string, string>
  * Afterwards `view.ruleFailure` is the CEL failure of the matching rule and `view.firstFailure` the
  * first CEL failure met, which is what an ALLOW-less default deny explains.
  */
-function firstMatch(candidates: readonly Candidate[], labels: Readonly<Record<string, string>>, view: RequestView): Candidate | null {
+function firstMatch(candidates: readonly Candidate[], labels: Readonly<Record<string, string>>, view: RequestView, essentialOnly = false): Candidate | null {
   view.firstFailure = null;
   let policy: CompiledPolicy | null = null;
   let applied = false;
@@ -143,7 +150,7 @@ function firstMatch(candidates: readonly Candidate[], labels: Readonly<Record<st
       policy = c.policy;
       applied = applies(policy, labels);
     }
-    if (!applied) continue;
+    if (!applied || (essentialOnly && !c.rule.essential)) continue;
     view.ruleFailure = null;
     if (ruleMatches(c.rule, view, c.failedCelMatches, policy.id, c.index)) return c;
     view.firstFailure ??= view.ruleFailure;

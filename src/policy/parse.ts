@@ -45,7 +45,7 @@ const SPEC_FIELDS: Fields = {
   provider: "istio",
   rules: "istio",
 };
-const RULE_FIELDS: Fields = { from: "istio", to: "istio", when: "istio", limits: "edgeward" };
+const RULE_FIELDS: Fields = { from: "istio", to: "istio", when: "istio", limits: "edgeward", essential: "edgeward" };
 const SOURCE_FIELDS: Fields = {
   principals: "istio",
   notPrincipals: "istio",
@@ -159,6 +159,11 @@ class Reader {
     if (!isSeq(node)) this.fail("type", node ?? undefined, `${where} must be a list`);
     if (node.items.length === 0) this.fail("empty-list", node, `${where} must not be an empty list (leave the field out instead)`);
     return node.items as Node[];
+  }
+
+  boolean(node: Node | null, where: string): boolean {
+    if (!isScalar(node) || typeof node.value !== "boolean") this.fail("type", node ?? undefined, `${where} must be true or false`);
+    return node.value;
   }
 
   positiveInt(node: Node | null, where: string): number {
@@ -306,6 +311,7 @@ function compileRule(r: Reader, node: Node, where: string): CompiledRule {
   const toField = fields.get("to");
   const whenField = fields.get("when");
   const limitsField = fields.get("limits");
+  const essentialField = fields.get("essential");
 
   const from = fromField
     ? r.list(fromField.value, `${where}.from`).map((item, i) => {
@@ -335,7 +341,8 @@ function compileRule(r: Reader, node: Node, where: string): CompiledRule {
     if (l.size === 0) r.fail("limits", limitsField.pair, `${where}.limits must set at least one of ${Object.keys(LIMIT_FIELDS).join(", ")}`);
     for (const [k, v] of l) limits[k as keyof Limits] = r.positiveInt(v.value, `${where}.limits.${k}`);
   }
-  return { from, to, when, limits, line: r.lineOf(node) };
+  const essential = essentialField ? r.boolean(essentialField.value, `${where}.essential`) : false;
+  return { from, to, when, limits, essential, line: r.lineOf(node) };
 }
 
 function pairOf<M>(

@@ -99,6 +99,8 @@ export interface CompiledRule {
   readonly to: readonly CompiledOperation[] | null;
   readonly when: readonly CompiledCondition[];
   readonly limits: Readonly<Limits>;
+  /** Still allows when the node's policy bundle has expired into the `restricted` stage. */
+  readonly essential: boolean;
   readonly line: number;
 }
 

@@ -11,6 +11,51 @@ export interface GatewayMetrics {
   tokens: Counter<"kind">;
   upstreamErrors: Counter<"runner" | "kind">;
   inflight: Gauge;
+  /** Signed policy bundles: activations and refusals, by source and result (a BundleError check when refused). */
+  bundleUpdates: Counter<"source" | "result">;
+}
+
+/** What the bundle gauges read at scrape time. */
+export interface BundleGaugeSource {
+  stage(): string;
+  revision(): number | null;
+  notAfterMs(): number | null;
+  tampered(): boolean;
+  now(): number;
+}
+
+const STAGE_NAMES = ["fresh", "grace", "restricted", "locked"] as const;
+
+/** Gauges of the policy bundle's degradation ladder, computed when Prometheus scrapes (nothing on the request path). */
+export function registerBundleGauges(metrics: GatewayMetrics, source: BundleGaugeSource): void {
+  const r = [metrics.registry];
+  new Gauge({
+    name: "edgeward_bundle_stage", help: "Degradation stage of the policy bundle: 1 for the current stage, 0 for the others.", labelNames: ["stage"], registers: r,
+    collect() {
+      const current = source.stage();
+      for (const stage of STAGE_NAMES) this.set({ stage }, stage === current ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: "edgeward_bundle_revision", help: "Revision of the active policy bundle (0 when none is active).", registers: r,
+    collect() {
+      this.set(source.revision() ?? 0);
+    },
+  });
+  new Gauge({
+    name: "edgeward_bundle_expiry_seconds", help: "Seconds until the active bundle's notAfter (negative once past it; absent when none is active).", registers: r,
+    collect() {
+      const notAfter = source.notAfterMs();
+      this.reset();
+      if (notAfter !== null) this.set((notAfter - source.now()) / 1000);
+    },
+  });
+  new Gauge({
+    name: "edgeward_clock_tampered", help: "1 when the wall clock went back past the tolerance since the last bundle activation.", registers: r,
+    collect() {
+      this.set(source.tampered() ? 1 : 0);
+    },
+  });
 }
 
 export function createGatewayMetrics(): GatewayMetrics {
@@ -22,7 +67,7 @@ export function createGatewayMetrics(): GatewayMetrics {
     registry,
     requests: new Counter({ name: "edgeward_requests_total", help: "Requests answered, by route and HTTP status.", labelNames: ["route", "code"], registers: r }),
     decisions: new Counter({ name: "edgeward_decisions_total", help: "Authorization decisions recorded.", labelNames: ["decision"], registers: r }),
-    denials: new Counter({ name: "edgeward_denials_total", help: "Requests refused, by reason (identity, policy, budget, limit, log).", labelNames: ["reason"], registers: r }),
+    denials: new Counter({ name: "edgeward_denials_total", help: "Requests refused, by reason (identity, revoked, locked, policy, budget, limit, log).", labelNames: ["reason"], registers: r }),
     tlsFailures: new Counter({ name: "edgeward_tls_failures_total", help: "Client connections whose certificate was missing or rejected, by failed check.", labelNames: ["check"], registers: r }),
     duration: new Histogram({
       name: "edgeward_request_duration_seconds", help: "Time from request start to the end of the response.", labelNames: ["route"],
@@ -31,5 +76,6 @@ export function createGatewayMetrics(): GatewayMetrics {
     tokens: new Counter({ name: "edgeward_tokens_total", help: "Tokens relayed, by kind (prompt, completion).", labelNames: ["kind"], registers: r }),
     upstreamErrors: new Counter({ name: "edgeward_upstream_errors_total", help: "Runner failures, by runner and kind (connect, timeout, status).", labelNames: ["runner", "kind"], registers: r }),
     inflight: new Gauge({ name: "edgeward_inflight_requests", help: "Requests being handled.", registers: r }),
+    bundleUpdates: new Counter({ name: "edgeward_bundle_updates_total", help: "Policy bundles offered, by source (store, file, url) and result (activated, unchanged, or the failed check).", labelNames: ["source", "result"], registers: r }),
   };
 }

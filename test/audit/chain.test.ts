@@ -222,3 +222,20 @@ describe("verifyRecords", () => {
     assert.deepEqual(result.ok ? null : [result.seq, result.line, result.check], [3, 3, "sequence"]);
   });
 });
+
+describe("the bundle stage field", () => {
+  test("is hashed between revision and status, and verifies", () => {
+    const record = sealRecord({ ...entry(1), stage: "restricted", status: 403 }, 1, GENESIS_HASH);
+    const line = serializeRecord(record);
+    assert.match(line, /"revision":[^,]*,"stage":"restricted","status":403,"prev":/);
+    assert.deepEqual(verifyRecords([line]), { ok: true, records: 1, lastSeq: 1, lastHash: record.hash });
+  });
+
+  test("an unknown stage is refused when sealing and reported when verifying", () => {
+    assert.throws(() => sealRecord({ ...entry(1), stage: "thawed" as "fresh" }, 1, GENESIS_HASH), DecisionLogError);
+    const line = serializeRecord(sealRecord({ ...entry(1), stage: "fresh" }, 1, GENESIS_HASH)).replace('"stage":"fresh"', '"stage":"thawed"');
+    const result = verifyRecords([line]);
+    assert.equal(result.ok, false);
+    assert.equal(!result.ok && result.check, "malformed");
+  });
+});
