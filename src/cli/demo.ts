@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join, relative, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { stringify } from "yaml";
+import { buildBundle, readSigningKey, writeSigningKey } from "../bundle/index.ts";
 import { loadConfig } from "../config/index.ts";
 import { Gateway } from "../gateway/index.ts";
 import { initDevCa, issueSvid } from "../identity/index.ts";
@@ -21,7 +22,8 @@ const EXAMPLE_POLICY = fileURLToPath(new URL("../../examples/policy.yaml", impor
 
 /**
  * `edgeward demo`: everything on this machine, offline — a dev CA and SVIDs, the tiny model served by
- * `edgeward runner` on a 0600 Unix socket, and the gateway with the example policy — then curl calls to try.
+ * `edgeward runner` on a 0600 Unix socket, and the gateway enforcing the example policy from a signed bundle —
+ * then curl calls to try.
  */
 export async function run(argv: string[], io: CliIO): Promise<number> {
   let values: { dir?: string; listen?: string; admin?: string; help?: boolean };
@@ -41,8 +43,9 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   const dir = resolve(io.cwd, values.dir ?? ".edgeward/demo");
   let runner: ChildProcess | undefined;
   let gateway: Gateway;
+  let files: DemoFiles;
   try {
-    const files = await prepare(dir, io);
+    files = await prepare(dir, io);
     io.stdout("starting the embedded runner on the tiny model…\n");
     const started = await startRunner(files.model, join(dir, "runner.sock"));
     runner = started.child;
@@ -51,7 +54,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       admin: values.admin ?? "127.0.0.1:9464",
       tls: { cert: "certs/gateway.pem", key: "certs/gateway.key" },
       trustBundles: { [TRUST_DOMAIN]: "ca/ca.pem" },
-      policy: EXAMPLE_POLICY,
+      bundle: { path: "bundles/edge-policy.tar.gz", keys: ["keys/bundle.pub"], stateDir: "state/bundle" },
       runners: [{ name: "embedded", url: started.address, models: ["tiny"], timeout: "120s" }],
       decisionLog: "data/decisions.log",
       limits: { maxTokens: 64 },
@@ -75,7 +78,9 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   io.stdout([
     "",
     `Edgeward demo is running (gateway ${url}, metrics http://${hostForUrl(gateway.adminAddress.host)}:${gateway.adminAddress.port}/metrics).`,
-    `State: ${rel(dir)}   Policy: ${rel(EXAMPLE_POLICY)}   Decision log: ${rel(join(dir, "data", "decisions.log"))}`,
+    `State: ${rel(dir)}   Decision log: ${rel(join(dir, "data", "decisions.log"))}`,
+    `Policy: ${rel(EXAMPLE_POLICY)}, enforced from the signed bundle ${rel(files.bundle)} (revision ${files.revision}, valid for 24 h):`,
+    `  npx edgeward bundle inspect ${rel(files.bundle)}`,
     "",
     "Allowed — spiffe://example.org/ns/kiosk/sa/assistant gets a completion:",
     `  ${curl("assistant", "/v1/chat/completions", chat)}`,
@@ -98,6 +103,8 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
 interface DemoFiles {
   config: string;
   model: string;
+  bundle: string;
+  revision: number;
 }
 
 async function prepare(dir: string, io: CliIO): Promise<DemoFiles> {
@@ -118,7 +125,33 @@ async function prepare(dir: string, io: CliIO): Promise<DemoFiles> {
     await mkdir(join(dir, "models"), { recursive: true });
     await writeTinyModel(model, 1);
   }
-  return { config: join(dir, "edgeward.yaml"), model };
+  const { bundle, revision } = await signExamplePolicy(dir);
+  return { config: join(dir, "edgeward.yaml"), model, bundle, revision };
+}
+
+/**
+ * Signs the example policy into a bundle with the demo's own release key, as a release pipeline would. The
+ * revision is the build time in seconds, so that each run's bundle is newer than the one the node kept.
+ */
+async function signExamplePolicy(dir: string): Promise<{ bundle: string; revision: number }> {
+  const prefix = join(dir, "keys", "bundle");
+  if (!existsSync(`${prefix}.key`)) {
+    await mkdir(join(dir, "keys"), { recursive: true, mode: 0o700 });
+    await writeSigningKey(prefix);
+  }
+  const nowMs = Date.now();
+  const revision = Math.floor(nowMs / 1000);
+  const built = await buildBundle({
+    files: new Map([["policy.yaml", await readFile(EXAMPLE_POLICY)]]),
+    name: "edge-policy", revision, nowMs,
+    validForSeconds: 24 * 3600, graceSeconds: 6 * 3600, restrictedSeconds: 24 * 3600,
+    keys: [await readSigningKey(`${prefix}.key`)],
+  });
+  const bundle = join(dir, "bundles", "edge-policy.tar.gz");
+  await mkdir(join(dir, "bundles"), { recursive: true });
+  await writeFile(`${bundle}.tmp`, built.archive);
+  await rename(`${bundle}.tmp`, bundle);
+  return { bundle, revision };
 }
 
 /** Spawns `edgeward runner` in its own process and waits for its "listening on" line. */

@@ -66,7 +66,23 @@ const bad: [string, Record<string, unknown>, string][] = [
   ["bad duration", { runners: [{ name: "a", url: "http://x:1", models: ["m"], timeout: "soon" }] }, "config: runners[0].timeout: expected a duration"],
   ["negative limit", { limits: { maxTokens: -1 } }, "config: limits.maxTokens: "],
   ["wrong type", { policy: 42 }, "config: policy: "],
+  ["neither policy nor bundle", { policy: undefined }, "config: policy: set exactly one of policy (files) and bundle (signed bundles)"],
+  ["both policy and bundle", { bundle: { path: "b.tar.gz", keys: ["k.pub"], stateDir: "s" } }, "config: bundle: set exactly one of policy"],
+  ["bundle without a source", { policy: undefined, bundle: { keys: ["k.pub"], stateDir: "s" } }, "config: bundle: set path, url, or both"],
+  ["bundle without keys", { policy: undefined, bundle: { path: "b", keys: [], stateDir: "s" } }, "config: bundle.keys: "],
+  ["bundle over plain http off loopback", { policy: undefined, bundle: { url: "http://cp.example.org/v1/bundle", keys: ["k"], stateDir: "s" } }, "config: bundle.url: plain http:// is allowed only on loopback"],
+  ["bundle url not a URL", { policy: undefined, bundle: { url: "https://[nope/", keys: ["k"], stateDir: "s" } }, "config: bundle.url: not a valid URL"],
 ];
+
+test("a bundle source: paths resolve against the config, durations in ms, defaults filled in", () => {
+  const c = parseConfig({ ...base(), policy: undefined, bundle: { url: "https://cp.example.org/v1/bundle", path: "incoming/b.tar.gz", keys: ["k1.pub", "/etc/k2.pub"], stateDir: "state", ca: "cp-ca.pem" } }, "/etc/edgeward/edgeward.yaml");
+  assert.deepEqual(c.policy, []);
+  assert.deepEqual(c.bundle, {
+    path: "/etc/edgeward/incoming/b.tar.gz", url: "https://cp.example.org/v1/bundle", pollIntervalMs: 60_000, longPollMs: 0,
+    keys: ["/etc/edgeward/k1.pub", "/etc/k2.pub"], stateDir: "/etc/edgeward/state", clockToleranceMs: 300_000, ca: "/etc/edgeward/cp-ca.pem",
+  });
+  assert.equal(parseConfig({ ...base(), policy: undefined, bundle: { url: "http://127.0.0.1:9443/v1/bundle", keys: ["k"], stateDir: "s" } }, "/x.yaml").bundle?.url, "http://127.0.0.1:9443/v1/bundle");
+});
 
 for (const [name, patch, message] of bad) {
   test(`refused with the key named: ${name}`, () => {
