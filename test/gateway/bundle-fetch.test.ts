@@ -143,3 +143,41 @@ test("bundles from the control plane: ETag 304, long-poll wake-up, tampered bund
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("plain polling: an unchanged bundle is a 304 with nothing re-verified, and a new one is picked up at the next poll", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "edgeward-poll-"));
+  const fake = await FakeRunner.start();
+  const cp = new BundleServer();
+  await createPki(dir, []);
+  const key = await makeKey();
+  writeFileSync(join(dir, "bundle.pub"), key.publicPem);
+  cp.publish((await makeBundle({ revision: 7, keys: [key], nowMs: Date.now() })).archive);
+  const url = await cp.listen();
+  writeFileSync(join(dir, "edgeward.yaml"), stringify({
+    listen: "127.0.0.1:0", admin: "127.0.0.1:0",
+    tls: { cert: "gateway.pem", key: "gateway.key" },
+    trustBundles: { "example.org": "ca/ca.pem" },
+    bundle: { url, keys: ["bundle.pub"], stateDir: "state", pollInterval: "100ms" },
+    runners: [{ name: "fake", url: fake.url, models: ["tiny"] }],
+    decisionLog: "decisions.log",
+  }));
+  const gateway = await Gateway.start(await loadConfig(join(dir, "edgeward.yaml")), { logger: createLogger("silent") });
+  const admin = `http://127.0.0.1:${gateway.adminAddress.port}`;
+  const bundle = async () => ((await (await request(`${admin}/readyz`)).body.json()) as any).bundle;
+  try {
+    await until("three 304s", async () => (cp.requests.filter((r) => r.status === 304).length >= 3 ? true : undefined));
+    assert.equal(cp.requests[0]!.status, 200);
+    assert.ok(cp.requests.slice(1).every((r) => r.status === 304 && r.prefer === undefined && r.ifNoneMatch !== undefined));
+    assert.equal((await bundle()).revision, 7);
+    const metrics = await (await request(`${admin}/metrics`)).body.text();
+    assert.match(metrics, /edgeward_bundle_updates_total\{source="url",result="not-modified"\} [3-9]/);
+    assert.match(metrics, /edgeward_bundle_updates_total\{source="url",result="activated"\} 1\n/);
+    cp.publish((await makeBundle({ revision: 8, keys: [key], nowMs: Date.now() })).archive);
+    await until("revision 8", async () => ((await bundle()).revision === 8 ? true : undefined));
+  } finally {
+    await gateway.close();
+    await cp.close();
+    await fake.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
