@@ -28,10 +28,11 @@ export interface DecisionRecord extends DecisionEntry {
   hash: string;
 }
 
-export type VerifyCheck = "malformed" | "sequence" | "chain" | "hash" | "truncated";
+export type VerifyCheck = "malformed" | "sequence" | "chain" | "hash" | "truncated" | "anchor";
 
 export type VerifyResult =
-  | { ok: true; records: number; lastSeq: number; lastHash: string }
+  /** `anchor` is present when the log was pruned: the chain was verified from it. */
+  | { ok: true; records: number; lastSeq: number; lastHash: string; anchor?: LogAnchor }
   | { ok: false; seq: number; line: number; check: VerifyCheck; message: string };
 
 export const GENESIS_HASH = "0".repeat(64);
@@ -159,16 +160,16 @@ export function serializeRecord(r: DecisionRecord): string {
   return JSON.stringify({ ...orderedFields(r, r.seq, r.prev), hash: r.hash });
 }
 
-type LineCheck =
+type LineRead =
   | { ok: true; record: DecisionRecord }
   | { ok: false; check: VerifyCheck; message: string };
 
 /**
- * Checks one line as the record expected at `expectedSeq` after the record hashed `prevHash`.
- * The order matters for the message: a record that was edited reports "hash" even when the edit
- * was to its seq or prev; only intact records are then checked for their place in the chain.
+ * Reads one line as a record on its own: a well-formed, canonical line whose fields hash to its `hash`. Its place
+ * in a chain (seq, prev) is the caller's to check. The order matters for the message: a record that was edited
+ * reports "hash" even when the edit was to its seq or prev.
  */
-function checkLine(line: string, expectedSeq: number, prevHash: string): LineCheck {
+export function readRecordLine(line: string): LineRead {
   if (Buffer.byteLength(line, "utf8") > MAX_RECORD_BYTES) {
     return { ok: false, check: "malformed", message: `line is longer than ${MAX_RECORD_BYTES} bytes` };
   }
@@ -200,38 +201,89 @@ function checkLine(line: string, expectedSeq: number, prevHash: string): LineChe
   if (lineOf(body, record.hash) !== line) {
     return { ok: false, check: "malformed", message: "record is not in canonical form — the line was re-encoded or edited" };
   }
+  return { ok: true, record };
+}
+
+/** Why an intact record cannot follow the record hashed `prevHash` as record `expectedSeq`; null when it can. */
+function placeProblem(record: DecisionRecord, expectedSeq: number, prevHash: string): { check: VerifyCheck; message: string } | null {
   if (record.seq !== expectedSeq) {
     return {
-      ok: false,
       check: "sequence",
       message: `expected seq ${expectedSeq}, found ${record.seq} — a record was deleted, inserted or reordered`,
     };
   }
   if (record.prev !== prevHash) {
     return {
-      ok: false,
       check: "chain",
       message: expectedSeq === 1
         ? "prev is not the genesis hash — the start of the log was replaced"
         : `prev does not match the hash of record seq ${expectedSeq - 1} — a record was replaced or forged`,
     };
   }
-  return { ok: true, record };
+  return null;
 }
 
-/** Walks a chain line by line; shared by the in-memory and the streaming verifiers. */
+/**
+ * The last record pruned from the start of a log: the kept records continue the chain from it. Pruning writes
+ * the anchor before it replaces the log, so a crash between the two leaves a log that still holds the anchor's
+ * record; such a log verifies when its records chain up to the anchor's hash.
+ */
+export interface LogAnchor {
+  seq: number;
+  hash: string;
+}
+
+/** Walks a chain line by line, from the genesis or from an anchor; shared by the in-memory and the streaming verifiers. */
 export class ChainVerifier {
   records = 0;
   lastSeq = 0;
   lastHash = GENESIS_HASH;
+  readonly #anchor: LogAnchor | null;
+  /** Set while the log still holds records up to the anchor's (a crash between the anchor's write and the log's replacement). */
+  #anchorAhead = false;
+
+  constructor(anchor: LogAnchor | null = null) {
+    this.#anchor = anchor;
+    if (anchor !== null) {
+      this.lastSeq = anchor.seq;
+      this.lastHash = anchor.hash;
+    }
+  }
 
   /** Checks the next complete line; on success it becomes the head of the chain. */
   push(line: string): VerifyResult | null {
-    const result = checkLine(line, this.lastSeq + 1, this.lastHash);
-    if (!result.ok) return this.failure(result.check, result.message);
+    const read = readRecordLine(line);
+    if (!read.ok) return this.failure(read.check, read.message);
+    const record = read.record;
+    const anchor = this.#anchor;
+    if (this.records === 0 && anchor !== null && record.seq !== anchor.seq + 1) {
+      if (record.seq > anchor.seq + 1) {
+        return this.failure("anchor", `the log starts at seq ${record.seq}, after its anchor at seq ${anchor.seq} — records after the anchor were removed`);
+      }
+      // The log still starts before its anchor: the records up to it are bound to it by the chain, checked below.
+      if (record.seq === 1 && record.prev !== GENESIS_HASH) {
+        return this.failure("chain", "prev is not the genesis hash — the start of the log was replaced");
+      }
+      this.#anchorAhead = true;
+    } else {
+      const problem = placeProblem(record, this.lastSeq + 1, this.lastHash);
+      if (problem !== null) {
+        const check = this.records === 0 && anchor !== null && problem.check === "chain" ? "anchor" : problem.check;
+        const message = check === "anchor"
+          ? `prev does not match the anchor's hash (seq ${anchor!.seq}) — the anchor or the start of the log was replaced`
+          : problem.message;
+        return this.failure(check, message);
+      }
+    }
+    if (this.#anchorAhead && record.seq === anchor!.seq) {
+      if (record.hash !== anchor!.hash) {
+        return { ok: false, seq: record.seq, line: this.records + 1, check: "anchor", message: `record seq ${record.seq} does not match the anchor's hash — the anchor or the log was replaced` };
+      }
+      this.#anchorAhead = false;
+    }
     this.records += 1;
-    this.lastSeq = result.record.seq;
-    this.lastHash = result.record.hash;
+    this.lastSeq = record.seq;
+    this.lastHash = record.hash;
     return null;
   }
 
@@ -241,7 +293,11 @@ export class ChainVerifier {
   }
 
   result(): VerifyResult {
-    return { ok: true, records: this.records, lastSeq: this.lastSeq, lastHash: this.lastHash };
+    if (this.#anchorAhead) {
+      return this.failure("anchor", `the log ends at seq ${this.lastSeq}, before its anchor at seq ${this.#anchor!.seq} — records were removed`);
+    }
+    const result: VerifyResult = { ok: true, records: this.records, lastSeq: this.lastSeq, lastHash: this.lastHash };
+    return this.#anchor === null ? result : { ...result, anchor: { ...this.#anchor } };
   }
 }
 

@@ -13,14 +13,14 @@ const CHUNK_BYTES = 64 * 1024;
 const NEWLINE = 0x0a;
 
 /**
- * Streams the lines of a file without holding more than one line in memory: a line longer than
- * `maxLineBytes` is skipped over (reported with `bytes: null`) rather than buffered.
+ * Streams the lines of a file, from byte `start` (a line's first byte), without holding more than one line in
+ * memory: a line longer than `maxLineBytes` is skipped over (reported with `bytes: null`) rather than buffered.
  */
-export async function* readLogLines(fh: FileHandle, maxLineBytes: number): AsyncGenerator<LogLine> {
+export async function* readLogLines(fh: FileHandle, maxLineBytes: number, start = 0): AsyncGenerator<LogLine> {
   let parts: Buffer[] = [];
   let lineBytes = 0;
-  let lineStart = 0;
-  let position = 0;
+  let lineStart = start;
+  let position = start;
 
   const finish = (end: number, terminated: boolean): LogLine => {
     const start = lineStart;

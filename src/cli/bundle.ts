@@ -1,4 +1,4 @@
-import { rename, unlink, writeFile } from "node:fs/promises";
+import { readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
 import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import {
@@ -7,6 +7,7 @@ import {
   formatTimestamp,
   isPolicyFile,
   MANIFEST_FILE,
+  MAX_ARCHIVE_BYTES,
   parseManifest,
   parseTimestamp,
   readBundleFiles,
@@ -26,6 +27,7 @@ import {
   type TrustedKey,
 } from "../bundle/index.ts";
 import type { CliIO } from "./io.ts";
+import { CONNECTION_USAGE, OperatorError, OperatorUsageError, parseOperatorArgs, withClient } from "./operator-client.ts";
 
 const USAGE = `usage:
   edgeward bundle keygen  --out PREFIX
@@ -34,17 +36,21 @@ const USAGE = `usage:
   edgeward bundle verify  BUNDLE --pub PREFIX.pub [--pub OTHER.pub]... [--require-fresh]
                           [--active-revision N [--active-digest SHA256]] [--at 2026-11-23T00:00:00Z]
   edgeward bundle inspect BUNDLE
+  edgeward bundle push    FILE.tar.gz --group NAME --server URL (--token-file F | --cert F --key F) [--ca F]
 
   keygen   write an Ed25519 signing key: PREFIX.key (0600) and PREFIX.pub; prints the key id
   build    sign every file under DIR (policy .yaml/.yml files, optional revocations.json) into a bundle;
            times come from SOURCE_DATE_EPOCH when set, so the same input gives the same bytes
   verify   check a bundle as a gateway would; exit 1 naming the failed check
   inspect  show a bundle's manifest, files and signatures without verifying them
+  push     publish a signed bundle to the control plane for a node group; the control plane verifies it
+           with its trusted keys and serves it as it is (it never re-signs)
 
 BUNDLE is a .tar.gz file or a directory holding manifest.json and manifest.json.sig.
 Durations: a whole number and s, m, h or d (grace and restricted may be 0s).
-Exit status: 0 ok, 1 a check failed, 2 usage error.
-`;
+Exit status: 0 ok, 1 a check failed (or the control plane refused: "bundle push: CODE: message"), 2 usage error.
+
+${CONNECTION_USAGE}`;
 
 class UsageError extends Error {}
 
@@ -293,9 +299,38 @@ async function inspect(argv: string[], io: CliIO): Promise<number> {
   return ok ? 0 : 1;
 }
 
-const SUBCOMMANDS: Record<string, (argv: string[], io: CliIO) => Promise<number>> = { keygen, build, verify, inspect };
+/** Publishes a bundle archive, exactly as built, for one node group of the control plane. */
+async function push(argv: string[], io: CliIO): Promise<number> {
+  const { values, positionals } = parseOperatorArgs(argv, { group: { type: "string" } }, 1);
+  if (positionals.length === 0) throw new OperatorUsageError("missing FILE.tar.gz argument");
+  const group = values.group;
+  if (group === undefined || group === "") throw new OperatorUsageError("missing --group");
+  const path = resolve(io.cwd, positionals[0]!);
+  let archive: Buffer;
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) throw new OperatorError("file", `${positionals[0]} is not a regular file`);
+    if (info.size > MAX_ARCHIVE_BYTES) throw new OperatorError("too_large", `${positionals[0]} is ${info.size} bytes, more than a bundle's ${MAX_ARCHIVE_BYTES}`);
+    archive = await readFile(path);
+  } catch (error) {
+    if (error instanceof OperatorError) throw error;
+    throw new OperatorError("file", `cannot read ${positionals[0]} (${(error as NodeJS.ErrnoException).code ?? "error"})`);
+  }
+  const answer = await withClient(values, io, (client) =>
+    client.call("POST", "/v1/bundles", { query: { group }, body: archive, contentType: "application/gzip" })) as
+    { group?: unknown; revision?: unknown; digest?: unknown; etag?: unknown } | null;
+  if (typeof answer?.revision !== "number") throw new OperatorError("bad_answer", "the control plane's answer names no revision");
+  io.stdout(
+    `pushed revision ${answer.revision} to group ${String(answer.group)}\n` +
+    `  digest  ${String(answer.digest)}\n` +
+    `  etag    ${String(answer.etag)}\n`,
+  );
+  return 0;
+}
 
-/** `edgeward bundle keygen|build|verify|inspect …`: signed policy bundles. */
+const SUBCOMMANDS: Record<string, (argv: string[], io: CliIO) => Promise<number>> = { keygen, build, verify, inspect, push };
+
+/** `edgeward bundle keygen|build|verify|inspect|push …`: signed policy bundles. */
 export async function run(argv: string[], io: CliIO): Promise<number> {
   const [command, ...rest] = argv;
   if (command === "--help" || command === "-h" || command === "help") {
@@ -308,7 +343,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     if (subcommand === undefined) throw new UsageError(command === undefined ? "missing subcommand" : `unknown subcommand "${command}"`);
     return await subcommand(rest, io);
   } catch (error) {
-    if (error instanceof UsageError) {
+    if (error instanceof UsageError || error instanceof OperatorUsageError) {
       io.stderr(`${label}: ${error.message}\n${USAGE}`);
       return 2;
     }

@@ -13,7 +13,8 @@ import { initDevCa, issueSvid } from "../identity/index.ts";
 import { writeTinyModel } from "../runners/index.ts";
 import { createLogger } from "../telemetry/index.ts";
 import type { CliIO } from "./io.ts";
-import { hostForUrl, startError, waitForSignals } from "./serve.ts";
+import { hostForUrl, startError } from "./config-command.ts";
+import { waitForSignals } from "./serve.ts";
 
 const USAGE = "usage: edgeward demo [--dir DIR] [--listen HOST:PORT] [--admin HOST:PORT]\n";
 const TRUST_DOMAIN = "example.org";

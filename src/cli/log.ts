@@ -5,8 +5,9 @@ import type { CliIO } from "./io.ts";
 
 const USAGE = `usage: edgeward log verify PATH
 
-  verify PATH   check the hash chain of a decision log; exits 0 when intact,
-                1 naming the first bad record, 2 on a usage error
+  verify PATH   check the hash chain of a decision log (from PATH.anchor when the log
+                was pruned); exits 0 when intact, 1 naming the first bad record,
+                2 on a usage error
 `;
 
 /** `edgeward log <subcommand>`; argv excludes "log". */
@@ -36,7 +37,8 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   try {
     const result = await verifyLogFile(absolute);
     if (result.ok) {
-      io.stdout(`ok: ${result.records} records, last seq ${result.lastSeq}, head ${result.lastHash}\n`);
+      const pruned = result.anchor === undefined ? "" : ` (pruned through seq ${result.anchor.seq}, verified from its anchor)`;
+      io.stdout(`ok: ${result.records} records${pruned}, last seq ${result.lastSeq}, head ${result.lastHash}\n`);
       return 0;
     }
     io.stderr(`log verify: record seq ${result.seq} (line ${result.line}): ${result.message}\n`);
@@ -44,7 +46,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   } catch (err) {
     if (!(err instanceof DecisionLogError)) throw err;
     // Name the path as the user gave it, not its absolute form.
-    io.stderr(`log verify: ${err.message.replace(/^decision log: /, "").replace(absolute, path)}\n`);
+    io.stderr(`log verify: ${err.message.replace(/^decision log: /, "").replaceAll(absolute, path)}\n`);
     return 1;
   }
 }

@@ -10,8 +10,15 @@ const COMMANDS: Record<string, Command> = {
   model: { summary: "model tiny --out FILE.gguf [--seed N]: write a tiny test model", load: () => import("./model.ts") },
   ca: { summary: "dev CA: ca init --dir DIR --trust-domain TD | ca issue --dir DIR --spiffe-id ID --out PREFIX", load: () => import("./ca.ts") },
   policy: { summary: "policy check FILE… | policy explain FILE --principal ID --method M --path P | policy test FILE --cases FILE", load: () => import("./policy.ts") },
-  bundle: { summary: "bundle keygen|build|verify|inspect: signed policy bundles", load: () => import("./bundle.ts") },
+  bundle: { summary: "bundle keygen|build|verify|inspect|push: signed policy bundles", load: () => import("./bundle.ts") },
   log: { summary: "log verify PATH: check the decision log's hash chain", load: () => import("./log.ts") },
+  render: { summary: "render --config VALUES [--policy FILE] [-o DIR|-]: Kubernetes manifests for the gateway and its runner", load: () => import("./render.ts") },
+  audit: { summary: "audit FILE|DIR|- [-o text|json|sarif|junit] [--fail-on SEVERITY]: find zero-trust gaps in Kubernetes manifests", load: () => import("./audit.ts") },
+  authz: { summary: "Envoy ext_authz service (gRPC/HTTP) for Istio CUSTOM policies: authz --config FILE", load: () => import("./authz.ts") },
+  revoke: { summary: "revoke (--spiffe-id ID | --serial S) --reason R --server URL …: revoke a caller fleet-wide", load: () => import("./revoke.ts") },
+  findings: { summary: "findings list [--node ID] [--severity S] [--kind K] --server URL …: retroactive-analysis findings", load: () => import("./findings.ts") },
+  nodes: { summary: "nodes list --server URL …: the fleet's nodes, last contact, bundle, log position", load: () => import("./nodes.ts") },
+  controlplane: { summary: "run the control plane: controlplane --config FILE", load: () => import("./controlplane.ts") },
 };
 
 export function usage(): string {

@@ -1,2 +1,2 @@
-export { ConfigError, loadConfig, parseConfig, parseDurationMs, parseHostPort } from "./load.ts";
-export type { ConfigInput, BundleSourceConfig, GatewayConfig, RunnerConfig } from "./schema.ts";
+export { ConfigError, loadConfig, parseConfig, parseDurationMs, parseHostPort, readYamlConfig } from "./load.ts";
+export type { AuthzConfig, ConfigInput, BundleSourceConfig, GatewayConfig, RunnerConfig, UploadConfig } from "./schema.ts";

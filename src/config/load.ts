@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { parseDocument } from "yaml";
+import { trustedPeers, XfccError } from "../identity/xfcc.ts";
 import { configSchema, type GatewayConfig } from "./schema.ts";
 
 /** A configuration that cannot be used; `key` names the offending key (dotted path) when there is one. */
@@ -22,15 +23,18 @@ export function parseHostPort(value: string): { host: string; port: number } {
 }
 
 export function parseDurationMs(value: string): number {
-  const m = /^(\d+)(ms|s|m|h)$/.exec(value);
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(value);
   if (!m) throw new ConfigError(null, `bad duration ${JSON.stringify(value)}`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as "ms" | "s" | "m" | "h"];
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "ms" | "s" | "m" | "h" | "d"];
   return Number(m[1]) * unit;
 }
 
 function isLoopbackUrl(url: string): boolean {
-  const host = new URL(url).hostname;
-  return host === "localhost" || host === "[::1]" || /^127\./.test(host);
+  return isLoopbackHost(new URL(url).hostname);
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === "localhost" || host === "[::1]" || host === "::1" || /^127\./.test(host);
 }
 
 function keyPath(path: readonly PropertyKey[]): string {
@@ -54,8 +58,31 @@ export function parseConfig(value: unknown, file: string): GatewayConfig {
   if (c.bundle?.url !== undefined && c.bundle.url.startsWith("http://") && !isLoopbackUrl(c.bundle.url)) {
     throw new ConfigError("bundle.url", "plain http:// is allowed only on loopback; use https://");
   }
+  if (c.upload !== undefined) {
+    if (!URL.canParse(c.upload.url)) throw new ConfigError("upload.url", "not a valid URL");
+    if (c.upload.url.startsWith("http://") && !isLoopbackUrl(c.upload.url)) {
+      throw new ConfigError("upload.url", "plain http:// is allowed only on loopback; use https://");
+    }
+    if (parseDurationMs(c.upload.interval) === 0) throw new ConfigError("upload.interval", "must be longer than 0");
+  }
+  if (c.logRetention !== undefined && c.upload === undefined) {
+    throw new ConfigError("logRetention", "needs upload: only records the control plane has acknowledged are ever pruned");
+  }
   const base = dirname(file);
   const abs = (p: string) => resolve(base, p);
+  const listenSocket = c.listen.startsWith("unix:") ? abs(c.listen.slice("unix:".length)) : null;
+  if (c.identity.source === "mtls" && listenSocket !== null) {
+    throw new ConfigError("listen", "a Unix socket is only for sidecar mode (identity.source: xfcc); the mTLS listener needs host:port");
+  }
+  if (c.identity.source === "xfcc" && listenSocket === null && !isLoopbackHost(parseHostPort(c.listen).host)) {
+    throw new ConfigError("listen", "in sidecar mode the plain-HTTP listener must be on loopback or a Unix socket: only the local sidecar may reach it");
+  }
+  try {
+    trustedPeers(c.identity.trustedPeers);
+  } catch (err) {
+    if (err instanceof XfccError) throw new ConfigError("identity.trustedPeers", err.message);
+    throw err;
+  }
   const models = new Map<string, string>();
   c.runners.forEach((r, i) => {
     for (const m of r.models) {
@@ -71,7 +98,8 @@ export function parseConfig(value: unknown, file: string): GatewayConfig {
   });
   return {
     file,
-    listen: parseHostPort(c.listen),
+    listen: listenSocket === null ? parseHostPort(c.listen) : { path: listenSocket },
+    identity: { source: c.identity.source, trustedPeers: c.identity.trustedPeers },
     admin: parseHostPort(c.admin),
     tls: { cert: abs(c.tls.cert), key: abs(c.tls.key), reloadIntervalMs: parseDurationMs(c.tls.reloadInterval) },
     trustBundles: Object.fromEntries(Object.entries(c.trustBundles).map(([td, p]) => [td, abs(p)])),
@@ -94,6 +122,21 @@ export function parseConfig(value: unknown, file: string): GatewayConfig {
       maxConnections: r.maxConnections,
     })),
     decisionLog: abs(c.decisionLog),
+    upload: c.upload === undefined ? null : {
+      url: c.upload.url.replace(/\/+$/, ""),
+      intervalMs: parseDurationMs(c.upload.interval),
+      maxBatchRecords: c.upload.maxBatchRecords,
+      stateDir: abs(c.upload.stateDir),
+      ca: c.upload.ca === undefined ? null : abs(c.upload.ca),
+    },
+    logRetentionMs: c.logRetention === undefined ? null : parseDurationMs(c.logRetention),
+    authz: c.authz === undefined ? null : {
+      grpc: c.authz.grpc === undefined ? null : parseHostPort(c.authz.grpc),
+      http: c.authz.http === undefined ? null : parseHostPort(c.authz.http),
+      pathPrefix: c.authz.pathPrefix,
+      principalFrom: c.authz.principalFrom,
+      maxBodyBytes: c.authz.maxBodyBytes,
+    },
     limits: c.limits,
     workloadLabels: c.workloadLabels,
     logLevel: c.logLevel,
@@ -102,6 +145,12 @@ export function parseConfig(value: unknown, file: string): GatewayConfig {
 
 /** Reads and validates the gateway configuration file. */
 export async function loadConfig(path: string): Promise<GatewayConfig> {
+  const { value, file } = await readYamlConfig(path);
+  return parseConfig(value, file);
+}
+
+/** Reads a YAML configuration file (≤ 1 MiB) into plain data; errors name the file and line. */
+export async function readYamlConfig(path: string): Promise<{ value: unknown; file: string }> {
   const file = resolve(path);
   let text: string;
   try {
@@ -116,5 +165,5 @@ export async function loadConfig(path: string): Promise<GatewayConfig> {
     const line = e.linePos?.[0]?.line;
     throw new ConfigError(null, `${file}${line ? `:${line}` : ""}: invalid YAML: ${e.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}`);
   }
-  return parseConfig(doc.toJS({ maxAliasCount: 100 }), file);
+  return { value: doc.toJS({ maxAliasCount: 100 }), file };
 }

@@ -8,6 +8,9 @@ const duration = z.string().regex(/^\d+(ms|s|m|h)$/, "expected a duration such a
 
 const positiveInt = z.number().int().positive();
 
+/** A retention period: days are the natural unit. */
+const longDuration = z.string().regex(/^\d+(ms|s|m|h|d)$/, "expected a duration such as 12h or 7d");
+
 const runner = z.strictObject({
   name: z.string().min(1).regex(/^[A-Za-z0-9._-]+$/, "use letters, digits, '.', '_' or '-'"),
   /** http://host:port[/base], https://…, or unix:/path/to.sock */
@@ -48,8 +51,52 @@ const bundle = z.strictObject({
   ca: z.string().min(1).optional(),
 }).refine((b) => b.path !== undefined || b.url !== undefined, "set path, url, or both");
 
+/** Uploading the decision log to the control plane, in batches, with a persisted cursor. */
+const upload = z.strictObject({
+  /** The control plane's log endpoint: batches are POSTed here, the acknowledged head is read from `{url}/head`. */
+  url: z.string().regex(/^https?:\/\/[^\s]+$/, "expected an http(s):// URL"),
+  /** How often the log is uploaded, and the base of the backoff while the control plane is unreachable. */
+  interval: duration.default("10s"),
+  /** Most records per batch (the control plane takes at most 10000 lines per batch). */
+  maxBatchRecords: positiveInt.max(10_000).default(1000),
+  /** Where the upload cursor is kept (0700; cursor.json 0600). */
+  stateDir: z.string().min(1),
+  /** CA certificates (PEM) that sign the control plane's server certificate; the gateway's own SVID is the client certificate. */
+  ca: z.string().min(1).optional(),
+});
+
+/** Envoy's external authorization (ext_authz): the gRPC and/or HTTP services Istio's CUSTOM policies call. */
+const authz = z.strictObject({
+  /** gRPC envoy.service.auth.v3.Authorization listener (envoyExtAuthzGrpc). */
+  grpc: hostPort.optional(),
+  /** HTTP ext_authz listener (envoyExtAuthzHttp). */
+  http: hostPort.optional(),
+  /** The HTTP service's path prefix (Envoy's path_prefix / Istio's pathPrefix): "" or "/segment…", no trailing slash. */
+  pathPrefix: z.string().regex(/^(\/[^\s?#]*[^\s?#/])?$/, "expected \"\" or a path such as /authz (no trailing slash)").default(""),
+  /** gRPC: the caller is the check's source.principal (Envoy's view of the mTLS peer), or the XFCC header. HTTP always reads XFCC. */
+  principalFrom: z.enum(["source", "xfcc"]).default("source"),
+  /** Largest request body the check reads (Istio's includeRequestBodyInCheck.maxRequestBytes should not exceed it). */
+  maxBodyBytes: positiveInt.default(8192),
+}).refine((a) => a.grpc !== undefined || a.http !== undefined, "set grpc, http, or both");
+
+/** Where callers' identities come from: the mTLS handshake, or (sidecar mode) the XFCC header a local Envoy sets. */
+const identity = z.strictObject({
+  source: z.enum(["mtls", "xfcc"]).default("mtls"),
+  /** Peers allowed to assert an identity with x-forwarded-client-cert: the local sidecar (Istio's inbound source is 127.0.0.6). */
+  trustedPeers: z.array(z.string().min(1)).min(1).default(["127.0.0.1", "::1", "127.0.0.6"]),
+});
+
 export const configSchema = z.strictObject({
-  listen: hostPort,
+  /** host:port; in sidecar mode (identity.source xfcc) also unix:/path.sock. */
+  listen: z.string().superRefine((value, ctx) => {
+    if (value.startsWith("unix:")) {
+      if (!/^unix:\/[^\s]+$/.test(value)) ctx.addIssue({ code: "custom", message: "expected unix:/absolute/path.sock" });
+      return;
+    }
+    const tcp = hostPort.safeParse(value);
+    if (!tcp.success) ctx.addIssue({ code: "custom", message: tcp.error.issues[0]!.message });
+  }),
+  identity: identity.default({ source: "mtls", trustedPeers: ["127.0.0.1", "::1", "127.0.0.6"] }),
   admin: hostPort,
   tls: z.strictObject({
     cert: z.string().min(1),
@@ -63,6 +110,10 @@ export const configSchema = z.strictObject({
   bundle: bundle.optional(),
   runners: z.array(runner).min(1),
   decisionLog: z.string().min(1),
+  upload: upload.optional(),
+  /** Records both acknowledged by the control plane and older than this may be pruned from the decision log. */
+  logRetention: longDuration.optional(),
+  authz: authz.optional(),
   limits: limits.default(limits.parse({})),
   /** Labels of this gateway workload, matched by policies' `selector.matchLabels`. */
   workloadLabels: z.record(z.string(), z.string()).default({}),
@@ -80,6 +131,11 @@ export interface RunnerConfig {
   maxConnections: number;
 }
 
+export interface IdentityConfig {
+  source: "mtls" | "xfcc";
+  trustedPeers: string[];
+}
+
 export interface BundleSourceConfig {
   path: string | null;
   url: string | null;
@@ -91,10 +147,28 @@ export interface BundleSourceConfig {
   ca: string | null;
 }
 
+export interface AuthzConfig {
+  grpc: { host: string; port: number } | null;
+  http: { host: string; port: number } | null;
+  pathPrefix: string;
+  principalFrom: "source" | "xfcc";
+  maxBodyBytes: number;
+}
+
+export interface UploadConfig {
+  url: string;
+  intervalMs: number;
+  maxBatchRecords: number;
+  stateDir: string;
+  ca: string | null;
+}
+
 /** The validated configuration, with paths made absolute and durations in milliseconds. */
 export interface GatewayConfig {
   file: string;
-  listen: { host: string; port: number };
+  /** A TCP address, or (sidecar mode only) a Unix socket path. */
+  listen: { host: string; port: number } | { path: string };
+  identity: IdentityConfig;
   admin: { host: string; port: number };
   tls: { cert: string; key: string; reloadIntervalMs: number };
   trustBundles: Record<string, string>;
@@ -103,6 +177,12 @@ export interface GatewayConfig {
   bundle: BundleSourceConfig | null;
   runners: RunnerConfig[];
   decisionLog: string;
+  /** Decision-log upload to the control plane (null: the log stays on this node). */
+  upload: UploadConfig | null;
+  /** Retention of acknowledged records (null: never pruned). */
+  logRetentionMs: number | null;
+  /** The ext_authz services (null: not configured). */
+  authz: AuthzConfig | null;
   limits: Parsed["limits"];
   workloadLabels: Record<string, string>;
   logLevel: Parsed["logLevel"];

@@ -30,6 +30,8 @@ export interface BundleSyncOptions {
   activate(bundle: VerifiedBundle): void;
   /** The gateway's own certificate and key (PEM), presented to the control plane; read at each fetch (rotation). */
   clientCredentials(): { cert: string; key: string };
+  /** The decision log's last durable seq, reported to the control plane with each fetch (when there is a log). */
+  logSeq?: () => number;
 }
 
 /** Long-polling never asks more often than this, whatever the server answers. */
@@ -158,7 +160,11 @@ export class BundleSync implements PolicyLadder {
   async fetchOnce(): Promise<{ status: number; waited: boolean }> {
     const { url, longPollMs } = this.#o.config;
     if (url === null) return { status: 0, waited: false };
-    const headers: Record<string, string> = { accept: "application/gzip" };
+    // What the node reports about itself: the fleet view shows it.
+    const status = this.manager.status(this.#o.clock());
+    const headers: Record<string, string> = { accept: "application/gzip", "x-edgeward-stage": status.stage };
+    if (this.#o.logSeq !== undefined) headers["x-edgeward-log-seq"] = String(this.#o.logSeq());
+    if (status.revision !== null) headers["x-edgeward-bundle-revision"] = String(status.revision);
     if (this.#etag !== null) headers["if-none-match"] = this.#etag;
     if (longPollMs > 0) headers.prefer = `wait=${Math.ceil(longPollMs / 1000)}`;
     const abort = new AbortController();

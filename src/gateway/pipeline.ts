@@ -1,12 +1,12 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { TLSSocket } from "node:tls";
-import type { DecisionEntry } from "../audit/index.ts";
 import type { Stage } from "../bundle/index.ts";
-import { evaluate, openAIRequestFields, type Decision, type EvaluateOptions, type PolicyInput } from "../policy/index.ts";
+import { evaluate, openAIRequestFields, type Decision, type PolicyInput } from "../policy/index.ts";
 import { UpstreamError, callUpstream, callUpstreamBuffered, toUpstreamError } from "../runners/index.ts";
-import { authenticatePeer } from "./authenticate.ts";
+import { authenticateForwarded, authenticatePeer } from "./authenticate.ts";
 import { parseJsonObject, readBody } from "./body.ts";
+import { decisionEntry, effectiveLimits, evaluateOptions } from "./decision.ts";
 import { GatewayError, errorBody } from "./errors.ts";
 import { relayJson, relayStream, type TokenMeter } from "./relay.ts";
 import { INFERENCE_PATHS, checkRequestShape, type InferencePath } from "./request-shape.ts";
@@ -64,7 +64,9 @@ async function dispatch(state: GatewayState, req: IncomingMessage, res: ServerRe
 
   // 1. authenticate (verified once per connection; only expiry is re-checked). Counted here rather than at the
   // handshake so that probes of /v1/health, which present no certificate, are not counted as failures.
-  const peer = authenticatePeer(req.socket as TLSSocket, state.bundles, new Date(state.clock()));
+  const peer = state.trustedPeers === null
+    ? authenticatePeer(req.socket as TLSSocket, state.bundles, new Date(state.clock()))
+    : authenticateForwarded(req, state.trustedPeers, state.bundles);
   if (!peer.ok) {
     state.metrics.denials.inc({ reason: "identity" });
     state.metrics.tlsFailures.inc({ check: peer.check });
@@ -109,7 +111,7 @@ async function dispatch(state: GatewayState, req: IncomingMessage, res: ServerRe
   const fields = openAIRequestFields(body);
 
   // 3. authorize
-  const decision = evaluate(ctx.policy.set, policyInput(req, ctx, fields), evaluateOptions(state, ctx));
+  const decision = evaluate(ctx.policy.set, policyInput(state, req, ctx, fields), evaluateOptions(state.config.workloadLabels, ctx.stage));
   ctx.decision = decision;
   state.metrics.decisions.inc({ decision: decision.decision });
   if (decision.decision === "DENY") {
@@ -118,8 +120,7 @@ async function dispatch(state: GatewayState, req: IncomingMessage, res: ServerRe
     throw new GatewayError(403, "policy", "permission_denied", "policy_denied", `denied by policy: ${decision.reason}`);
   }
 
-  const limits = state.config.limits;
-  const cap = Math.min(limits.maxTokens, decision.limits.maxTokens ?? Infinity);
+  const { maxTokens: cap, budget: budgetLimits } = effectiveLimits(state.config.limits, decision);
   if (shape.maxTokens !== undefined && shape.maxTokens > cap) {
     const message = `max_tokens ${shape.maxTokens} exceeds the limit of ${cap} for this caller`;
     await record(state, ctx, 400, message);
@@ -128,10 +129,6 @@ async function dispatch(state: GatewayState, req: IncomingMessage, res: ServerRe
   }
 
   // 4. budget
-  const budgetLimits = {
-    requestsPerMinute: minDefined(limits.requestsPerMinute, decision.limits.requestsPerMinute),
-    tokensPerMinute: minDefined(limits.tokensPerMinute, decision.limits.tokensPerMinute),
-  };
   const budgetKey = peer.principal;
   const admission = state.budgets.admit(budgetKey, budgetLimits, state.clock());
   if (!admission.ok) {
@@ -208,8 +205,8 @@ function tokenMeter(state: GatewayState, key: string, limits: { tokensPerMinute?
 }
 
 async function listModels(state: GatewayState, req: IncomingMessage, res: ServerResponse, ctx: Context): Promise<void> {
-  const wls = evaluateOptions(state, ctx);
-  const decision = evaluate(ctx.policy.set, policyInput(req, ctx, {}), wls);
+  const wls = evaluateOptions(state.config.workloadLabels, ctx.stage);
+  const decision = evaluate(ctx.policy.set, policyInput(state, req, ctx, {}), wls);
   ctx.decision = decision;
   state.metrics.decisions.inc({ decision: decision.decision });
   await record(state, ctx, decision.decision === "DENY" ? 403 : undefined, decision.reason);
@@ -220,13 +217,15 @@ async function listModels(state: GatewayState, req: IncomingMessage, res: Server
   // A model is listed when the caller may use it on at least one inference route.
   const visible = state.runners.models().filter((model) =>
     INFERENCE_PATHS.some((path) =>
-      evaluate(ctx.policy.set, policyInput(req, { ...ctx, method: "POST", path }, { model }), wls).decision === "ALLOW"));
+      evaluate(ctx.policy.set, policyInput(state, req, { ...ctx, method: "POST", path }, { model }), wls).decision === "ALLOW"));
   sendJson(res, 200, { object: "list", data: visible.map((id) => ({ id, object: "model", created: 0, owned_by: "edgeward" })) });
 }
 
-function policyInput(req: IncomingMessage, ctx: Context, fields: { model?: string; maxTokens?: number; stream?: boolean; promptTokens?: number }): PolicyInput {
+function policyInput(state: GatewayState, req: IncomingMessage, ctx: Context, fields: { model?: string; maxTokens?: number; stream?: boolean; promptTokens?: number }): PolicyInput {
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(",") : v;
+  // On the mTLS listener XFCC is whatever the caller wrote: a policy condition on it must not be satisfiable there.
+  if (state.trustedPeers === null) delete headers["x-forwarded-client-cert"];
   const socket = req.socket;
   return {
     source: { principal: ctx.principal, ip: socket.remoteAddress, remoteIp: socket.remoteAddress },
@@ -244,34 +243,15 @@ function logUnavailable(state: GatewayState, err: Error): GatewayError {
 }
 
 async function record(state: GatewayState, ctx: Context, status: number | undefined, reason: string): Promise<void> {
-  const d = ctx.decision;
-  const entry: DecisionEntry = {
-    time: new Date(state.clock()).toISOString(),
-    requestId: ctx.requestId,
-    principal: ctx.principal, method: ctx.method, path: ctx.path, model: ctx.model,
-    decision: status === undefined ? (d?.decision ?? "DENY") : "DENY",
-    policy: d?.policy ?? null, rule: d?.rule ?? null, reason,
-    revision: ctx.policy.revision,
-    ...(ctx.stage === undefined ? {} : { stage: ctx.stage }),
-    ...(status === undefined ? {} : { status }),
-  };
+  const entry = decisionEntry({
+    timeMs: state.clock(), requestId: ctx.requestId, principal: ctx.principal, method: ctx.method, path: ctx.path, model: ctx.model,
+    decision: ctx.decision, revision: ctx.policy.revision, stage: ctx.stage, status, reason,
+  });
   try {
     await state.log.append(entry);
   } catch (err) {
     throw logUnavailable(state, err as Error);
   }
-}
-
-function evaluateOptions(state: GatewayState, ctx: Context): EvaluateOptions {
-  return ctx.stage === "restricted"
-    ? { workloadLabels: state.config.workloadLabels, essentialOnly: true }
-    : { workloadLabels: state.config.workloadLabels };
-}
-
-function minDefined(a: number | undefined, b: number | undefined): number | undefined {
-  if (a === undefined) return b;
-  if (b === undefined) return a;
-  return Math.min(a, b);
 }
 
 function methodNotAllowed(allowed: string): GatewayError {

@@ -1,18 +1,20 @@
-import { createHash } from "node:crypto";
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
+import { chmodSync, existsSync, lstatSync, unlinkSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { DecisionLog } from "../audit/index.ts";
+import { trustedPeers } from "../identity/index.ts";
 import { Budgets } from "../budget/index.ts";
 import type { GatewayConfig } from "../config/index.ts";
-import { mergePolicySets, parsePolicies, readPolicyFile, type PolicySet } from "../policy/index.ts";
 import { RunnerTable } from "../runners/index.ts";
-import { createGatewayMetrics, createLogger, registerBundleGauges, type Logger } from "../telemetry/index.ts";
-import { RevocationList, type VerifiedBundle } from "../bundle/index.ts";
+import { createGatewayMetrics, createLogger, registerBundleGauges, registerUploadMetrics, type Logger } from "../telemetry/index.ts";
 import { BundleSync } from "./bundle-sync.ts";
+import { compileBundle, loadPolicy, NO_POLICY } from "./policy-source.ts";
 import { credentialsStamp, loadCredentials } from "./credentials.ts";
+import type { AuthzServer } from "./ext-authz/index.ts";
+import { LogUploader } from "./log-upload.ts";
 import { handleRequest } from "./pipeline.ts";
-import type { ActivePolicy, GatewayState } from "./state.ts";
+import type { GatewayState } from "./state.ts";
 
 export interface GatewayOptions {
   logger?: Logger;
@@ -22,17 +24,21 @@ export interface GatewayOptions {
 /** The edge gateway: the mTLS listener running the pipeline, and the admin listener (metrics, health). */
 export class Gateway {
   readonly state: GatewayState;
-  readonly #server: HttpsServer;
+  readonly #server: HttpsServer | HttpServer;
   readonly #admin: HttpServer;
   #closing: Promise<void> | null = null;
   #stamp: string;
   #rotationTimer: NodeJS.Timeout | null = null;
   /** Signed bundles: the persisted bundle, the local file and the control plane (null with policy files). */
   bundleSync: BundleSync | null = null;
+  /** Decision-log upload to the control plane, and retention (null without `upload`). */
+  logUploader: LogUploader | null = null;
+  /** Envoy ext_authz services over this gateway's state (null without `authz`). */
+  authz: AuthzServer | null = null;
 
   readonly #tlsClient: { cert: string; key: string };
 
-  private constructor(state: GatewayState, server: HttpsServer, admin: HttpServer, stamp: string, tlsClient: { cert: string; key: string }) {
+  private constructor(state: GatewayState, server: HttpsServer | HttpServer, admin: HttpServer, stamp: string, tlsClient: { cert: string; key: string }) {
     this.state = state;
     this.#tlsClient = tlsClient;
     this.#server = server;
@@ -56,7 +62,8 @@ export class Gateway {
       onRepair: ({ droppedBytes }) => logger.warn({ droppedBytes }, "decision log: a torn last record was repaired"),
     });
     const metrics = createGatewayMetrics();
-    const state: GatewayState = { config, bundles, policy, ladder: null, log, budgets: new Budgets(), runners: new RunnerTable(config.runners), metrics, logger, clock };
+    const peers = config.identity.source === "xfcc" ? trustedPeers(config.identity.trustedPeers) : null;
+    const state: GatewayState = { config, bundles, trustedPeers: peers, policy, ladder: null, log, budgets: new Budgets(), runners: new RunnerTable(config.runners), metrics, logger, clock };
     let sync: BundleSync | null = null;
     if (config.bundle !== null) {
       try {
@@ -66,6 +73,7 @@ export class Gateway {
             state.policy = compileBundle(bundle);
           },
           clientCredentials: () => tlsClient,
+          logSeq: () => log.lastSeq,
         });
       } catch (err) {
         await log.close();
@@ -83,17 +91,42 @@ export class Gateway {
       });
     }
 
-    const server = createHttpsServer({
-      cert, key,
-      ca,
-      requestCert: true,
-      // The chain and the SPIFFE rules are checked by the gateway itself (per trust domain), right after the handshake.
-      rejectUnauthorized: false,
-      minVersion: "TLSv1.2",
-      requestTimeout: 0,
-      headersTimeout: 30_000,
-      keepAliveTimeout: 30_000,
-    }, (req, res) => void handleRequest(state, req, res));
+    // Decision-log upload: like the bundle sync, a background task that must stop before the log closes.
+    let uploader: LogUploader | null = null;
+    if (config.upload !== null) {
+      try {
+        uploader = await LogUploader.start({
+          config: config.upload, retentionMs: config.logRetentionMs, log, clock, logger,
+          metrics: registerUploadMetrics(metrics),
+          clientCredentials: () => tlsClient,
+          nodeStatus: () => {
+            const s = state.ladder?.status(clock());
+            return { bundleRevision: s?.revision ?? null, stage: s?.stage ?? null };
+          },
+        });
+      } catch (err) {
+        await sync?.close();
+        await log.close();
+        await state.runners.close();
+        throw err;
+      }
+    }
+
+    const handler = (req: IncomingMessage, res: ServerResponse) => void handleRequest(state, req, res);
+    const timeouts = { requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 30_000 };
+    // Sidecar mode: the local Envoy terminated mTLS and forwards the caller's identity in XFCC, over plain HTTP on
+    // loopback or a Unix socket that nothing but the sidecar can reach.
+    const server: HttpsServer | HttpServer = config.identity.source === "xfcc"
+      ? createHttpServer(timeouts, handler)
+      : createHttpsServer({
+        cert, key,
+        ca,
+        requestCert: true,
+        // The chain and the SPIFFE rules are checked by the gateway itself (per trust domain), right after the handshake.
+        rejectUnauthorized: false,
+        minVersion: "TLSv1.2",
+        ...timeouts,
+      }, handler);
     // `Expect: 100-continue` (curl sends it for large bodies): a body over the limit is refused before it is sent.
     server.on("checkContinue", (req: IncomingMessage, res: ServerResponse) => {
       if (!(Number(req.headers["content-length"]) > config.limits.maxBodyBytes)) res.writeContinue();
@@ -107,9 +140,12 @@ export class Gateway {
     const admin = createHttpServer((req, res) => void serveAdmin(state, req, res));
     const gateway = new Gateway(state, server, admin, stamp, tlsClient);
     gateway.bundleSync = sync;
+    gateway.logUploader = uploader;
     try {
       await listen(server, config.listen);
       await listen(admin, config.admin);
+      // Loaded only when configured: a gateway without ext_authz does not carry gRPC in memory.
+      if (config.authz !== null) gateway.authz = await (await import("./ext-authz/index.ts")).AuthzServer.start(state, config.authz);
     } catch (err) {
       await gateway.close();
       throw err;
@@ -120,9 +156,18 @@ export class Gateway {
     return gateway;
   }
 
+  /** The main listener's TCP address; for a Unix socket (sidecar mode), `host` is the socket's path and `port` 0. */
   get address(): { host: string; port: number } {
-    const a = this.#server.address() as AddressInfo;
-    return { host: a.address, port: a.port };
+    const a = this.#server.address();
+    return typeof a === "string" ? { host: a, port: 0 } : { host: (a as AddressInfo).address, port: (a as AddressInfo).port };
+  }
+
+  /** The main listener as a URL: https:// (mTLS), http:// or unix: (sidecar mode). */
+  get url(): string {
+    const a = this.address;
+    if (typeof this.#server.address() === "string") return `unix:${a.host}`;
+    const host = a.host.includes(":") ? `[${a.host}]` : a.host;
+    return `${this.state.config.identity.source === "xfcc" ? "http" : "https"}://${host}:${a.port}`;
   }
 
   get adminAddress(): { host: string; port: number } {
@@ -152,7 +197,7 @@ export class Gateway {
    */
   async reloadCredentials(): Promise<void> {
     const [credentials, stamp] = await Promise.all([loadCredentials(this.state.config), credentialsStamp(this.state.config)]);
-    this.#server.setSecureContext({ cert: credentials.cert, key: credentials.key, ca: credentials.ca });
+    if ("setSecureContext" in this.#server) this.#server.setSecureContext({ cert: credentials.cert, key: credentials.key, ca: credentials.ca });
     this.state.bundles = credentials.bundles;
     this.#tlsClient.cert = credentials.cert;
     this.#tlsClient.key = credentials.key;
@@ -171,6 +216,8 @@ export class Gateway {
     this.#closing ??= (async () => {
       if (this.#rotationTimer !== null) clearInterval(this.#rotationTimer);
       await this.bundleSync?.close();
+      await this.logUploader?.close();
+      await this.authz?.close(graceMs);
       const stopped = Promise.all([closeServer(this.#server), closeServer(this.#admin)]);
       this.#server.closeIdleConnections();
       const timer = setTimeout(() => this.#server.closeAllConnections(), graceMs);
@@ -183,32 +230,23 @@ export class Gateway {
   }
 }
 
-/** Before any bundle verifies: nothing is allowed (the ladder says `locked`). */
-const NO_POLICY: ActivePolicy = Object.freeze({ set: Object.freeze({ policies: [], sources: [] }), revision: null, revocations: RevocationList.EMPTY });
-
-/** A verified bundle's policy files, compiled as one set; a policy error refuses the whole bundle. */
-function compileBundle(bundle: VerifiedBundle): ActivePolicy {
-  const { name, revision } = bundle.manifest;
-  const set = mergePolicySets(bundle.policyFiles.map((f) => parsePolicies(f.text, `${name}@${revision}:${f.path}`)));
-  return { set, revision: `${name}@${revision}`, revocations: bundle.revocations };
-}
-
-/** Reads each policy file once: the revision is the hash of exactly the text that was compiled. */
-async function loadPolicy(files: readonly string[]): Promise<ActivePolicy> {
-  const texts = await Promise.all(files.map((f) => readPolicyFile(f)));
-  const set = mergePolicySets(texts.map((text, i) => parsePolicies(text, files[i]!)));
-  const hash = createHash("sha256");
-  for (const text of texts) hash.update(text);
-  return { set, revision: `sha256:${hash.digest("hex").slice(0, 16)}`, revocations: RevocationList.EMPTY };
-}
-
-function listen(server: HttpServer | HttpsServer, at: { host: string; port: number }): Promise<void> {
+function listen(server: HttpServer | HttpsServer, at: { host: string; port: number } | { path: string }): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(at.port, at.host, () => {
+    const done = () => {
       server.off("error", reject);
       resolve();
-    });
+    };
+    if ("path" in at) {
+      // A socket left by a process that died is removed; anything else at that path is not ours to delete.
+      if (existsSync(at.path) && lstatSync(at.path).isSocket()) unlinkSync(at.path);
+      server.listen(at.path, () => {
+        chmodSync(at.path, 0o660); // the sidecar runs as another user of the pod's group
+        done();
+      });
+    } else {
+      server.listen(at.port, at.host, done);
+    }
   });
 }
 

@@ -1,7 +1,7 @@
 import type { DecisionLog } from "../audit/index.ts";
 import type { Budgets } from "../budget/index.ts";
 import type { GatewayConfig } from "../config/index.ts";
-import type { TrustBundleSet } from "../identity/index.ts";
+import type { TrustBundleSet, TrustedPeers } from "../identity/index.ts";
 import type { BundleStatus, RevocationList } from "../bundle/index.ts";
 import type { PolicySet } from "../policy/index.ts";
 import type { RunnerTable } from "../runners/index.ts";
@@ -30,6 +30,8 @@ export interface GatewayState {
   config: GatewayConfig;
   /** Replaced as a whole when the trust bundle files rotate. */
   bundles: TrustBundleSet;
+  /** Sidecar mode: the peers allowed to assert an identity with XFCC; null on the mTLS listener. */
+  trustedPeers: TrustedPeers | null;
   policy: ActivePolicy;
   /** null when the policy comes from files (no validity window, no ladder). */
   ladder: PolicyLadder | null;

@@ -9,3 +9,4 @@ export {
 export { verifyX509Svid, X509SvidError, type VerifiedSvid } from "./x509-svid.ts";
 export { peerCertificateChain } from "./tls-peer.ts";
 export { DevCaError, initDevCa, issueSvid, parseDuration, readPrivateKeyFile } from "./dev-ca.ts";
+export { parseXfcc, trustedPeers, xfccIdentity, XfccError, XFCC_LIMITS, type TrustedPeers, type XfccElement, type XfccKey } from "./xfcc.ts";

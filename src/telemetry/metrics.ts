@@ -58,6 +58,29 @@ export function registerBundleGauges(metrics: GatewayMetrics, source: BundleGaug
   });
 }
 
+/** The decision-log upload's metrics (registered only when the gateway uploads its log). */
+export interface UploadMetrics {
+  /** The last record the control plane acknowledged and the node checked against its own. */
+  ackedSeq: Gauge;
+  /** Failed upload rounds (and failed prunes), by reason. */
+  failures: Counter<"reason">;
+  /** Batches the control plane acknowledged. */
+  batches: Counter;
+}
+
+export function registerUploadMetrics(metrics: GatewayMetrics): UploadMetrics {
+  const r = [metrics.registry];
+  return {
+    ackedSeq: new Gauge({ name: "edgeward_upload_acked_seq", help: "Seq of the last decision-log record the control plane acknowledged (and the node checked).", registers: r }),
+    failures: new Counter({
+      name: "edgeward_upload_failures_total",
+      help: "Decision-log upload failures, by reason (unreachable, tls, status, gap, fork, chain, tampered, refused, ack-mismatch, head-mismatch, log, cursor, prune).",
+      labelNames: ["reason"], registers: r,
+    }),
+    batches: new Counter({ name: "edgeward_upload_batches_total", help: "Decision-log batches the control plane acknowledged.", registers: r }),
+  };
+}
+
 export function createGatewayMetrics(): GatewayMetrics {
   const registry = new Registry();
   // Event-loop delay is sampled every 100 ms rather than the default 10 ms: an idle edge box should stay idle.
