@@ -1,5 +1,7 @@
 import { createHash } from "node:crypto";
-import { RevocationList, type VerifiedBundle } from "../bundle/index.ts";
+// The revocation list alone: a gateway on policy files does not load the bundle tooling (tar, JWS).
+import { RevocationList } from "../bundle/revocations.ts";
+import type { VerifiedBundle } from "../bundle/index.ts";
 import { mergePolicySets, parsePolicies, readPolicyFile } from "../policy/index.ts";
 import type { ActivePolicy } from "./state.ts";
 

@@ -8,11 +8,11 @@ import { Budgets } from "../budget/index.ts";
 import type { GatewayConfig } from "../config/index.ts";
 import { RunnerTable } from "../runners/index.ts";
 import { createGatewayMetrics, createLogger, registerBundleGauges, registerUploadMetrics, type Logger } from "../telemetry/index.ts";
-import { BundleSync } from "./bundle-sync.ts";
+import type { BundleSync } from "./bundle-sync.ts";
 import { compileBundle, loadPolicy, NO_POLICY } from "./policy-source.ts";
 import { credentialsStamp, loadCredentials } from "./credentials.ts";
 import type { AuthzServer } from "./ext-authz/index.ts";
-import { LogUploader } from "./log-upload.ts";
+import type { LogUploader } from "./log-upload.ts";
 import { handleRequest } from "./pipeline.ts";
 import type { GatewayState } from "./state.ts";
 
@@ -67,6 +67,8 @@ export class Gateway {
     let sync: BundleSync | null = null;
     if (config.bundle !== null) {
       try {
+        // Loaded only when configured, like the uploader and ext_authz below: what a node does not use stays out of memory.
+        const { BundleSync } = await import("./bundle-sync.ts");
         sync = await BundleSync.start({
           config: config.bundle, clock, logger, metrics,
           activate: (bundle) => {
@@ -95,6 +97,7 @@ export class Gateway {
     let uploader: LogUploader | null = null;
     if (config.upload !== null) {
       try {
+        const { LogUploader } = await import("./log-upload.ts");
         uploader = await LogUploader.start({
           config: config.upload, retentionMs: config.logRetentionMs, log, clock, logger,
           metrics: registerUploadMetrics(metrics),
