@@ -103,7 +103,8 @@ test("bundles from the control plane: ETag 304, long-poll wake-up, tampered bund
   const revision = async () => ((await (await request(`${admin}/readyz`)).body.json()) as any).bundle;
   try {
     await until("revision 1", async () => ((await revision()).revision === 1 ? true : undefined));
-    assert.ok(existsSync(join(dir, "state", "bundle.tar.gz")), "the verified bundle is persisted");
+    // Persisted right after activation (the write and fsync follow the swap of the policy in force).
+    await until("the verified bundle to be persisted", async () => (existsSync(join(dir, "state", "bundle.tar.gz")) ? true : undefined));
     // The next request is conditional and asks to wait.
     await until("a conditional long-poll", async () => (cp.requests.length >= 1 ? true : undefined));
     assert.equal(cp.requests[0]!.ifNoneMatch, undefined);
