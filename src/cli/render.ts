@@ -14,6 +14,7 @@ const USAGE = `usage:
   --config FILE   the values file (examples/deploy.yaml documents every key)
   --policy FILE   the gateway's policy file (default: the values file's "policy", relative to it)
   -o, --output    "-" (default): one YAML stream on stdout; DIR: one file per kind, DIR/<kind>.yaml
+                  (configuration to merge elsewhere, such as the mesh's IstioOperator, in DIR/local-config/)
 `;
 
 class UsageError extends Error {}
@@ -63,7 +64,10 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     const dir = resolve(io.cwd, opts.output);
     await mkdir(dir, { recursive: true });
     const files = splitByKind(objects);
-    for (const [file, objs] of files) await writeFile(join(dir, file), stringifyManifests(objs));
+    for (const [file, objs] of files) {
+      await mkdir(dirname(join(dir, file)), { recursive: true });
+      await writeFile(join(dir, file), stringifyManifests(objs));
+    }
     io.stderr(`wrote ${objects.length} objects to ${files.size} files in ${opts.output}\n`);
     return 0;
   } catch (err) {
@@ -106,7 +110,10 @@ export function splitByKind(objects: readonly KubeObject[]): Map<string, KubeObj
   for (const o of objects) {
     const group = apiGroup(o);
     const kind = o.kind.toLowerCase();
-    const name = groupsOfKind.get(o.kind)!.size > 1 && group !== "" ? `${kind}.${group}.yaml` : `${kind}.yaml`;
+    const base = groupsOfKind.get(o.kind)!.size > 1 && group !== "" ? `${kind}.${group}.yaml` : `${kind}.yaml`;
+    // Objects meant to be merged into other configuration (the mesh's IstioOperator) go one level down, where
+    // `kubectl apply -f DIR` (not recursive) does not pick them up.
+    const name = o.metadata.annotations?.["config.kubernetes.io/local-config"] === "true" ? `local-config/${base}` : base;
     const list = files.get(name) ?? [];
     list.push(o);
     files.set(name, list);

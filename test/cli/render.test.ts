@@ -60,6 +60,30 @@ describe("edgeward render", () => {
     assert.equal(stringifyManifests(fromFiles), expected());
   });
 
+  it("-o DIR keeps configuration to merge elsewhere (the ext_authz IstioOperator overlay) out of what kubectl applies", async () => {
+    const values = join(tmp, "authz-values.yaml");
+    const policy = join(tmp, "authz-policy.yaml");
+    writeFileSync(values, `${readFileSync(join(ROOT, "examples/deploy.yaml"), "utf8")}\nauthz: {enabled: true}\n`);
+    writeFileSync(policy, `${readFileSync(join(ROOT, "examples/policy.yaml"), "utf8")}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: gateway-forwards, namespace: edge}
+spec:
+  action: ALLOW
+  rules:
+    - from: [{source: {principals: ["example.org/ns/edge/sa/edgeward-gateway"]}}]
+      to: [{operation: {methods: ["POST"], paths: ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]}}]
+`);
+    const dir = join(tmp, "authz-out");
+    const r = await runCli(["render", "--config", values, "--policy", policy, "-o", dir], { cwd: tmp });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!readdirSync(dir).includes("istiooperator.yaml"));
+    assert.deepEqual(readdirSync(join(dir, "local-config")), ["istiooperator.yaml"]);
+    const [overlay] = parseManifests(readFileSync(join(dir, "local-config", "istiooperator.yaml"), "utf8"), "istiooperator.yaml");
+    assert.equal(overlay?.kind, "IstioOperator");
+  });
+
   it("--policy overrides the values file's policy", async () => {
     const policyPath = join(tmp, "only-kiosk.yaml");
     writeFileSync(policyPath, `apiVersion: security.istio.io/v1

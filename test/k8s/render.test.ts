@@ -3,11 +3,15 @@ import { describe, it } from "node:test";
 import { parseConfig } from "../../src/config/load.ts";
 import { audit, failingFindings } from "../../src/k8s/audit/index.ts";
 import type { KubeObject } from "../../src/k8s/objects.ts";
-import { AdmissionError, CallersError, parseValues, render, ValuesError } from "../../src/k8s/render/index.ts";
+import { AdmissionError, AuthzError, CallersError, parseValues, render, ValuesError } from "../../src/k8s/render/index.ts";
 import type { Values } from "../../src/k8s/render/index.ts";
 import { parseManifests, stringifyManifests } from "../../src/k8s/yaml.ts";
 import { PolicyError } from "../../src/policy/index.ts";
 import {
+  AUTHZ_COMBOS,
+  AUTHZ_POLICY,
+  authzComboName,
+  authzValuesFor,
   byKind,
   CNIS,
   COMBOS,
@@ -17,6 +21,7 @@ import {
   EXAMPLE_VALUES_TEXT,
   exampleValues,
   named,
+  renderAuthzCombo,
   renderCombo,
   valuesFor,
 } from "./render-fixtures.ts";
@@ -545,6 +550,23 @@ describe("render → audit: zero findings at --fail-on low", () => {
     });
   }
 
+  for (const c of AUTHZ_COMBOS) {
+    it(authzComboName(c), () => {
+      const objects = parseManifests(stringifyManifests(renderAuthzCombo(c)), "rendered.yaml");
+      const failing = failingFindings(audit(objects), "low");
+      assert.deepEqual(failing.map((f) => `${f.checkId} ${f.object.key} ${f.path}: ${f.message}`), []);
+    });
+  }
+
+  it("authz for other workloads only (protectRunner off, clients listed) stays at zero findings too", () => {
+    for (const transport of ["grpc", "http"] as const) {
+      const v = authzValuesFor({ cni: "calico", engine: "sigstore", transport });
+      const values = { ...v, authz: { ...v.authz, protectRunner: false, clients: [{ namespace: "llm", serviceAccount: "vllm" }] } };
+      const objects = parseManifests(stringifyManifests(render(values, EXAMPLE_POLICY)), "rendered.yaml");
+      assert.deepEqual(failingFindings(audit(objects), "low").map((f) => `${f.checkId} ${f.object.key}`), [], transport);
+    }
+  });
+
   it("without a mesh, the audit reports exactly what a mesh would add: mTLS and an AuthorizationPolicy per workload", () => {
     for (const cni of CNIS) {
       for (const engine of ENGINES) {
@@ -558,5 +580,275 @@ describe("render → audit: zero findings at --fail-on low", () => {
         ], `${cni} ${engine}`);
       }
     }
+  });
+});
+
+describe("render: Istio ext_authz (values authz)", () => {
+  const GRPC = { cni: "kubernetes", engine: "sigstore", transport: "grpc" } as const;
+  const HTTP = { cni: "kubernetes", engine: "sigstore", transport: "http" } as const;
+  const AUTHZ_NAMES = ["authz-callers", "authz-from-sidecars", "edgeward-authz", "edgeward-gateway-authz", "runner-ext-authz", "runner-to-authz"];
+  const gatewayConfig = (objects: readonly KubeObject[]) => {
+    const cm = named(objects, "ConfigMap", "edgeward-gateway") as Loose;
+    const raw = parseManifests(`apiVersion: v1\nkind: X\nmetadata: {name: x}\nconfig:\n${cm.data["config.yaml"].replace(/^/gm, "  ")}`, "c")[0]!["config"];
+    return { raw: raw as Loose, config: parseConfig(raw, "/etc/edgeward/config.yaml") };
+  };
+  const gatewayPorts = (objects: readonly KubeObject[]) => (named(objects, "Deployment", "edgeward-gateway") as Loose).spec.template.spec.containers[0].ports;
+  const provider = (objects: readonly KubeObject[]) => (named(objects, "IstioOperator", "edgeward-authz") as Loose).spec.meshConfig.extensionProviders;
+
+  it("is off by default: no provider, no CUSTOM policy, no listener, no port, no holes", () => {
+    assert.equal(exampleValues().authz.enabled, false);
+    for (const mesh of ["istio", "linkerd", "none"] as const) {
+      const objects = renderCombo({ mesh, cni: "kubernetes", engine: "sigstore" });
+      assert.deepEqual(objects.filter((o) => AUTHZ_NAMES.includes(o.metadata.name)).map((o) => `${o.kind}/${o.metadata.name}`), [], mesh);
+      assert.equal(objects.some((o) => o.kind === "IstioOperator" || (o as Loose).spec?.action === "CUSTOM"), false, mesh);
+      assert.equal(gatewayConfig(objects).config.authz, null, mesh);
+      assert.deepEqual(gatewayPorts(objects).map((p: Loose) => p.name), ["https", "http-admin"], mesh);
+    }
+  });
+
+  it("gRPC: the listener, its port and Service, the meshConfig provider, the CUSTOM policy on the runner and who may call it", () => {
+    const objects = renderAuthzCombo(GRPC);
+    const { raw, config } = gatewayConfig(objects);
+    assert.deepEqual(raw.authz, { grpc: "0.0.0.0:9191", principalFrom: "source", maxBodyBytes: 1048576 });
+    assert.deepEqual(config.authz, { grpc: { host: "0.0.0.0", port: 9191 }, http: null, pathPrefix: "", principalFrom: "source", maxBodyBytes: 1048576 });
+    assert.deepEqual(gatewayPorts(objects).at(-1), { name: "grpc-authz", containerPort: 9191, protocol: "TCP" });
+    assert.deepEqual((named(objects, "Service", "edgeward-gateway-authz") as Loose).spec, {
+      type: "ClusterIP",
+      selector: { "app.kubernetes.io/name": "edgeward-gateway" },
+      ports: [{ name: "grpc-authz", port: 9191, targetPort: "grpc-authz", protocol: "TCP", appProtocol: "grpc" }],
+    });
+    // The callers' Service still carries the mTLS port only.
+    assert.deepEqual((named(objects, "Service", "edgeward-gateway") as Loose).spec.ports.map((p: Loose) => p.name), ["https"]);
+
+    const operator = named(objects, "IstioOperator", "edgeward-authz") as Loose;
+    assert.equal(operator.apiVersion, "install.istio.io/v1alpha1");
+    assert.equal(operator.metadata.namespace, "istio-system");
+    assert.equal(operator.metadata.annotations["config.kubernetes.io/local-config"], "true");
+    assert.match(operator.metadata.annotations["edgeward.dev/note"], /^Not for kubectl apply: merge spec\.meshConfig\.extensionProviders into the mesh's own IstioOperator .* istio ConfigMap/);
+    assert.deepEqual(Object.keys(operator.spec), ["meshConfig"]);
+    assert.deepEqual(provider(objects), [{
+      name: "edgeward-authz",
+      envoyExtAuthzGrpc: {
+        service: "edgeward-gateway-authz.edge.svc.cluster.local",
+        port: 9191,
+        timeout: "0.2s",
+        failOpen: false,
+        includeRequestBodyInCheck: { maxRequestBytes: 1048576, allowPartialMessage: true, packAsBytes: false },
+      },
+    }]);
+
+    const custom = named(objects, "AuthorizationPolicy", "runner-ext-authz") as Loose;
+    assert.equal(custom.apiVersion, "security.istio.io/v1");
+    assert.deepEqual(custom.spec, {
+      selector: { matchLabels: { "app.kubernetes.io/name": "edgeward-runner" } },
+      action: "CUSTOM",
+      provider: { name: "edgeward-authz" },
+      rules: [{ to: [{ operation: { ports: ["8000"], paths: ["/v1/*"] } }] }],
+    });
+    // The provider the CUSTOM policy names is the one the overlay defines.
+    assert.equal(custom.spec.provider.name, provider(objects)[0].name);
+
+    assert.deepEqual((named(objects, "AuthorizationPolicy", "authz-callers") as Loose).spec, {
+      selector: { matchLabels: { "app.kubernetes.io/name": "edgeward-gateway" } },
+      action: "ALLOW",
+      rules: [{
+        from: [{ source: { principals: ["example.org/ns/edge/sa/edgeward-runner"] } }],
+        to: [{ operation: { ports: ["9191"], methods: ["POST"], paths: ["/envoy.service.auth.v3.Authorization/Check"] } }],
+      }],
+    });
+    assert.equal(JSON.stringify(byKind(objects, "AuthorizationPolicy")).includes("spiffe://"), false);
+
+    const np = (name: string) => (named(objects, "NetworkPolicy", name) as Loose).spec;
+    assert.deepEqual(np("runner-to-authz"), {
+      podSelector: { matchLabels: { "app.kubernetes.io/name": "edgeward-runner" } },
+      policyTypes: ["Egress"],
+      egress: [{ to: [{ podSelector: { matchLabels: { "app.kubernetes.io/name": "edgeward-gateway" } } }], ports: [{ protocol: "TCP", port: 9191 }] }],
+    });
+    assert.deepEqual(np("authz-from-sidecars"), {
+      podSelector: { matchLabels: { "app.kubernetes.io/name": "edgeward-gateway" } },
+      policyTypes: ["Ingress"],
+      ingress: [{ from: [{ podSelector: { matchLabels: { "app.kubernetes.io/name": "edgeward-runner" } } }], ports: [{ protocol: "TCP", port: 9191 }] }],
+    });
+    // Callers reach the gateway's mTLS port only, never the authorizer's.
+    assert.deepEqual(np("gateway-from-callers").ingress[0].ports, [{ protocol: "TCP", port: 8443 }]);
+  });
+
+  it("HTTP: envoyExtAuthzHttp with the prefix and the headers Edgeward reads and sets; the listener serves that prefix", () => {
+    const values = edited((v) => {
+      v.authz = { ...v.authz, enabled: true, transport: "http", pathPrefix: "/check" };
+    });
+    const objects = render(values, AUTHZ_POLICY);
+    const { raw, config } = gatewayConfig(objects);
+    assert.deepEqual(raw.authz, { http: "0.0.0.0:9191", pathPrefix: "/check", maxBodyBytes: 1048576 });
+    assert.deepEqual(config.authz?.http, { host: "0.0.0.0", port: 9191 });
+    assert.equal(config.authz?.grpc, null);
+    assert.deepEqual(gatewayPorts(objects).at(-1), { name: "http-authz", containerPort: 9191, protocol: "TCP" });
+    assert.deepEqual((named(objects, "Service", "edgeward-gateway-authz") as Loose).spec.ports, [{ name: "http-authz", port: 9191, targetPort: "http-authz", protocol: "TCP", appProtocol: "http" }]);
+    assert.deepEqual(provider(objects), [{
+      name: "edgeward-authz",
+      envoyExtAuthzHttp: {
+        service: "edgeward-gateway-authz.edge.svc.cluster.local",
+        port: 9191,
+        pathPrefix: "/check",
+        timeout: "0.2s",
+        failOpen: false,
+        includeRequestHeadersInCheck: ["x-forwarded-client-cert", "x-request-id", "content-type", "x-envoy-auth-partial-body"],
+        headersToUpstreamOnAllow: ["x-edgeward-decision", "x-edgeward-principal", "x-edgeward-request-id"],
+        headersToDownstreamOnDeny: ["content-type", "retry-after", "x-edgeward-decision", "x-edgeward-request-id"],
+        includeRequestBodyInCheck: { maxRequestBytes: 1048576, allowPartialMessage: true },
+      },
+    }]);
+    assert.deepEqual((named(objects, "AuthorizationPolicy", "authz-callers") as Loose).spec.rules[0].to, [{ operation: { ports: ["9191"], paths: ["/check/*"] } }]);
+    // Without a prefix the service takes the original paths, and so does the ALLOW rule.
+    const bare = renderAuthzCombo(HTTP);
+    assert.deepEqual(gatewayConfig(bare).raw.authz, { http: "0.0.0.0:9191", maxBodyBytes: 1048576 });
+    assert.equal(provider(bare)[0].envoyExtAuthzHttp.pathPrefix, undefined);
+    assert.deepEqual((named(bare, "AuthorizationPolicy", "authz-callers") as Loose).spec.rules[0].to, [{ operation: { ports: ["9191"] } }]);
+  });
+
+  it("Calico and Cilium select the runner's pods by service account too", () => {
+    const calico = renderAuthzCombo({ ...GRPC, cni: "calico" }) as Loose[];
+    const calicoIn = calico.find((o) => o.metadata.name === "authz-from-sidecars").spec;
+    assert.deepEqual(calicoIn.ingress, [{
+      action: "Allow",
+      protocol: "TCP",
+      source: { selector: "app.kubernetes.io/name == 'edgeward-runner'", serviceAccounts: { names: ["edgeward-runner"] } },
+      destination: { ports: [9191] },
+    }]);
+    assert.deepEqual(calico.find((o) => o.metadata.name === "runner-to-authz").spec.egress[0].destination, {
+      selector: "app.kubernetes.io/name == 'edgeward-gateway'",
+      serviceAccounts: { names: ["edgeward-gateway"] },
+      ports: [9191],
+    });
+    const cilium = renderAuthzCombo({ ...GRPC, cni: "cilium" }) as Loose[];
+    assert.deepEqual(cilium.find((o) => o.metadata.name === "authz-from-sidecars").spec.ingress, [{
+      fromEndpoints: [{ matchLabels: { "app.kubernetes.io/name": "edgeward-runner", "k8s:io.kubernetes.pod.namespace": "edge", "k8s:io.cilium.k8s.policy.serviceaccount": "edgeward-runner" } }],
+      toPorts: [{ ports: [{ port: "9191", protocol: "TCP" }] }],
+    }]);
+  });
+
+  it("port, clusterDomain, meshNamespace and the body limit follow the values", () => {
+    const values = edited((v) => {
+      v.meshNamespace = "mesh-system";
+      v.gateway.limits.maxBodyBytes = 65536;
+      v.authz = { ...v.authz, enabled: true, port: 9300, clusterDomain: "edge.internal" };
+    });
+    const objects = render(values, AUTHZ_POLICY);
+    assert.equal(named(objects, "IstioOperator", "edgeward-authz").metadata.namespace, "mesh-system");
+    assert.deepEqual(provider(objects)[0].envoyExtAuthzGrpc.service, "edgeward-gateway-authz.edge.svc.edge.internal");
+    assert.equal(provider(objects)[0].envoyExtAuthzGrpc.port, 9300);
+    // The check reads every body the gateway forwards: its limit is the gateway's.
+    assert.equal(provider(objects)[0].envoyExtAuthzGrpc.includeRequestBodyInCheck.maxRequestBytes, 65536);
+    assert.equal(gatewayConfig(objects).config.authz?.maxBodyBytes, 65536);
+    assert.deepEqual(gatewayConfig(objects).config.authz?.grpc, { host: "0.0.0.0", port: 9300 });
+    assert.deepEqual((named(objects, "NetworkPolicy", "runner-to-authz") as Loose).spec.egress[0].ports, [{ protocol: "TCP", port: 9300 }]);
+    const larger = edited((v) => (v.authz = { ...v.authz, enabled: true, maxBodyBytes: 2097152 }));
+    assert.equal(provider(render(larger, AUTHZ_POLICY))[0].envoyExtAuthzGrpc.includeRequestBodyInCheck.maxRequestBytes, 2097152);
+  });
+
+  it("protectRunner off: the provider and who may call it, for CUSTOM policies of your own; nothing on the runner", () => {
+    const values = edited((v) => {
+      v.authz = { ...v.authz, enabled: true, protectRunner: false, clients: [{ namespace: "llm", serviceAccount: "vllm", podLabels: { app: "vllm" } }, { namespace: "rag", serviceAccount: "*" }] };
+    });
+    // The gateway is no caller of the runner's checks here, so the example policy is enough.
+    const objects = render(values, EXAMPLE_POLICY);
+    const names = objects.map((o) => o.metadata.name);
+    assert.equal(names.includes("runner-ext-authz"), false);
+    assert.equal(names.includes("runner-to-authz"), false);
+    assert.ok(names.includes("edgeward-authz") && names.includes("edgeward-gateway-authz"));
+    assert.deepEqual((named(objects, "AuthorizationPolicy", "authz-callers") as Loose).spec.rules[0].from, [{ source: { principals: ["example.org/ns/llm/sa/vllm", "example.org/ns/rag/sa/*"] } }]);
+    assert.deepEqual((named(objects, "NetworkPolicy", "authz-from-sidecars") as Loose).spec.ingress[0].from, [
+      { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "llm" } }, podSelector: { matchLabels: { app: "vllm" } } },
+      { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "rag" } } },
+    ]);
+  });
+
+  it("protectRunner: a policy file that admits no request from the gateway is refused, saying why", () => {
+    const values = authzValuesFor(GRPC);
+    assert.throws(() => render(values, EXAMPLE_POLICY), (err: unknown) => {
+      assert.ok(err instanceof AuthzError, String(err));
+      assert.equal(err.key, "authz.protectRunner");
+      assert.match(err.message, /the caller it names is the gateway \(spiffe:\/\/example\.org\/ns\/edge\/sa\/edgeward-gateway\)/);
+      assert.match(err.message, /POST \/v1\/chat\/completions for model mistral-7b-instruct: no ALLOW policy matched/);
+      assert.match(err.message, /or set authz\.protectRunner: false$/);
+      return true;
+    });
+    // A rule bound to the runner's port matches gRPC checks (which carry the destination port), never HTTP ones.
+    const byPort = { text: `${EXAMPLE_POLICY.text}---\n${`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: gateway-forwards, namespace: edge}
+spec:
+  rules:
+    - from: [{source: {principals: ["example.org/ns/edge/sa/edgeward-gateway"]}}]
+      to: [{operation: {methods: ["POST"], ports: ["8000"]}}]
+`}`, file: "policy.yaml" };
+    assert.doesNotThrow(() => render(values, byPort));
+    assert.throws(() => render(authzValuesFor(HTTP), byPort), AuthzError);
+    // A DENY on the gateway's identity wins over the ALLOW, as in the check.
+    const denied = { text: `${AUTHZ_POLICY.text}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: no-gateway, namespace: edge}\nspec:\n  action: DENY\n  rules: [{from: [{source: {principals: ["example.org/ns/edge/sa/edgeward-gateway"]}}]}]\n`, file: "policy.yaml" };
+    assert.throws(() => render(values, denied), /denied by DENY policy edge\/no-gateway/);
+  });
+
+  it("the policy rule admitting the gateway's own identity makes it no caller of itself", () => {
+    const plain = renderCombo(ISTIO_K8S_SIGSTORE);
+    const withAuthz = renderAuthzCombo(GRPC);
+    const peers = (objects: readonly KubeObject[]) => (named(objects, "NetworkPolicy", "gateway-from-callers") as Loose).spec.ingress[0].from;
+    assert.deepEqual(peers(withAuthz), peers(plain));
+    assert.deepEqual(byKind(withAuthz, "ClusterSPIFFEID").map((o) => o.metadata.name).sort(), byKind(plain, "ClusterSPIFFEID").map((o) => o.metadata.name).sort());
+    // The same policy file without authz: the gateway's identity is then an ordinary caller, as before.
+    assert.ok(byKind(render(exampleValues(), AUTHZ_POLICY), "ClusterSPIFFEID").some((o) => o.metadata.name === "edge-edgeward-caller-edge-edgeward-gateway"));
+  });
+
+  it("is deterministic and reads back unchanged", () => {
+    for (const c of AUTHZ_COMBOS) {
+      const text = stringifyManifests(renderAuthzCombo(c));
+      assert.equal(stringifyManifests(renderAuthzCombo(c).reverse()), text, authzComboName(c));
+      assert.equal(stringifyManifests(parseManifests(text, "out.yaml")), text, authzComboName(c));
+    }
+  });
+
+  it("a values file with an authz block parses; the example's commented block is that block", () => {
+    assert.ok(EXAMPLE_VALUES_TEXT.includes("\n# authz:\n#   enabled: false\n"), "examples/deploy.yaml documents authz");
+    const uncommented = EXAMPLE_VALUES_TEXT.replace(/^# (authz:.*)$/m, "$1").replace(/^# {3}(enabled: )false/m, "  $1true").replace(/^# {3}([a-zA-Z]\w*: .*)$/gm, "  $1");
+    const v = parseValues(uncommented, "deploy.yaml");
+    assert.deepEqual({ ...v.authz }, { enabled: true, transport: "grpc", port: 9191, protectRunner: true, clients: [], clusterDomain: "cluster.local" });
+    assert.doesNotThrow(() => render(v, AUTHZ_POLICY));
+  });
+});
+
+describe("render: bad authz values are refused, naming the key", () => {
+  const withAuthz = (authz: string, edit: (t: string) => string = (t) => t) => `${edit(EXAMPLE_VALUES_TEXT)}\nauthz:\n${authz.replace(/^/gm, "  ")}\n`;
+  const authzLine = (text: string, key: string) => text.split("\n").findIndex((l, i, all) => i > all.findIndex((x) => x === "authz:") && l.trimStart().startsWith(`${key}:`)) + 1;
+  const CASES: { name: string; text: string; key: string; message: RegExp }[] = [
+    { name: "mesh none", text: withAuthz("enabled: true", (t) => t.replace("mesh: istio ", "mesh: none ")), key: "authz.enabled", message: /authz\.enabled: needs mesh: istio .*not mesh: none$/ },
+    { name: "mesh linkerd", text: withAuthz("enabled: true", (t) => t.replace("mesh: istio ", "mesh: linkerd ")), key: "authz.enabled", message: /authz\.enabled: needs mesh: istio .*not mesh: linkerd$/ },
+    { name: "an unknown transport", text: withAuthz("enabled: true\ntransport: websocket"), key: "authz.transport", message: /authz\.transport: .*"grpc"/ },
+    { name: "the gateway's own port", text: withAuthz("enabled: true\nport: 8443"), key: "authz.port", message: /authz\.port: must differ from gateway\.port and gateway\.adminPort$/ },
+    { name: "a prefix with gRPC", text: withAuthz("enabled: true\npathPrefix: /check"), key: "authz.pathPrefix", message: /authz\.pathPrefix: set only with transport: http$/ },
+    { name: "a prefix with a trailing slash", text: withAuthz("enabled: true\ntransport: http\npathPrefix: /check/"), key: "authz.pathPrefix", message: /authz\.pathPrefix: expected a path such as \/check/ },
+    { name: "nothing would call it", text: withAuthz("enabled: true\nprotectRunner: false"), key: "authz.clients", message: /authz\.clients: with protectRunner: false, list the workloads/ },
+    { name: "a body limit below the gateway's", text: withAuthz("enabled: true\nmaxBodyBytes: 8192"), key: "authz.maxBodyBytes", message: /authz\.maxBodyBytes: is below the gateway's maxBodyBytes \(1048576\)/ },
+    { name: "a default per-caller budget with protectRunner", text: withAuthz("enabled: true", (t) => t.replace("    maxTokens: 1024\n", "    maxTokens: 1024\n    requestsPerMinute: 600\n")), key: "gateway.limits.requestsPerMinute", message: /gateway\.limits\.requestsPerMinute: with authz\.protectRunner .* throttle all callers together/ },
+    { name: "an unknown key", text: withAuthz("enabled: true\nprovider: x"), key: "authz", message: /authz: unknown key\(s\) "provider"$/ },
+  ];
+  for (const c of CASES) {
+    it(c.name, () => {
+      assert.throws(() => parseValues(c.text, "deploy.yaml"), (err: unknown) => {
+        assert.ok(err instanceof ValuesError, String(err));
+        assert.match(err.message, /^deploy\.yaml:\d+: /);
+        assert.match(err.message, c.message);
+        assert.equal(err.key, c.key);
+        return true;
+      });
+    });
+  }
+
+  it("the error's line is the authz key's own line", () => {
+    const text = withAuthz("enabled: true\ntransport: grpc\npathPrefix: /check");
+    assert.throws(() => parseValues(text, "deploy.yaml"), (err: unknown) => err instanceof ValuesError && err.line === authzLine(text, "pathPrefix"));
+  });
+
+  it("the same keys are fine while authz is off", () => {
+    assert.doesNotThrow(() => parseValues(withAuthz("enabled: false\nport: 8443", (t) => t.replace("mesh: istio ", "mesh: none ")), "deploy.yaml"));
   });
 });

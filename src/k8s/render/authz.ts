@@ -4,7 +4,7 @@ import type { PolicySet } from "../../policy/index.ts";
 import type { KubeObject } from "../objects.ts";
 import { ANNOTATIONS, GATEWAY_NAME, object, principal } from "./context.ts";
 import type { RenderContext } from "./context.ts";
-import type { Peer } from "./network-policy.ts";
+import type { Allow, Peer } from "./network-policy.ts";
 import { GATEWAY_DEFAULT_MAX_BODY_BYTES } from "./values.ts";
 
 /**
@@ -114,15 +114,15 @@ function authzPeers(ctx: RenderContext, f: AuthzFacts): Peer[] {
 }
 
 /** The L3/4 holes: the runner's pods out to the gateway's authz port, and the gateway's authz port in from the callers' pods. */
-export function authzAllows(ctx: RenderContext): { name: string; direction: "ingress" | "egress"; target: Record<string, string>; peers: Peer[]; ports: { port: number; protocol: "TCP" }[] }[] {
+export function authzAllows(ctx: RenderContext): Allow[] {
   const f = authzFacts(ctx);
   if (f === null) return [];
   const ports = [{ port: f.port, protocol: "TCP" as const }];
-  const allows = [];
+  const allows: Allow[] = [];
   if (f.protectRunner) {
-    allows.push({ name: "runner-to-authz", direction: "egress" as const, target: ctx.runner.selector, peers: [{ namespace: null, podLabels: ctx.gateway.selector, serviceAccount: ctx.gateway.name }], ports });
+    allows.push({ name: "runner-to-authz", direction: "egress", target: ctx.runner.selector, peers: [{ namespace: null, podLabels: ctx.gateway.selector, serviceAccount: ctx.gateway.name }], ports });
   }
-  allows.push({ name: "authz-from-sidecars", direction: "ingress" as const, target: ctx.gateway.selector, peers: authzPeers(ctx, f), ports });
+  allows.push({ name: "authz-from-sidecars", direction: "ingress", target: ctx.gateway.selector, peers: authzPeers(ctx, f), ports });
   return allows;
 }
 
