@@ -74,6 +74,9 @@ async function dispatch(state: GatewayState, req: IncomingMessage, res: ServerRe
     throw new GatewayError(401, "identity", "authentication_error", "invalid_client_certificate", `client certificate rejected: ${peer.message}`);
   }
   ctx.principal = peer.principal;
+  // The degradation stage of the policy bundle, read once, so that every record of this request carries it.
+  const ladder = state.ladder === null ? null : state.ladder.status(state.clock());
+  ctx.stage = ladder?.stage;
   const revoked = ctx.policy.revocations.isRevoked({ spiffeId: peer.principal, serial: peer.serial });
   if (revoked !== null) {
     const what = revoked.kind === "serial" ? `certificate serial ${peer.serial}` : peer.principal;
@@ -84,16 +87,12 @@ async function dispatch(state: GatewayState, req: IncomingMessage, res: ServerRe
     throw new GatewayError(401, "identity", "authentication_error", "revoked_identity", message);
   }
 
-  // The degradation stage of the policy bundle: `locked` denies everything, `restricted` allows only essential rules.
-  if (state.ladder !== null) {
-    const status = state.ladder.status(state.clock());
-    ctx.stage = status.stage;
-    if (status.stage === "locked") {
-      const message = `policy locked: ${status.reason}; every request is denied until a new signed bundle is activated`;
-      state.metrics.denials.inc({ reason: "locked" });
-      await record(state, ctx, 403, message);
-      throw new GatewayError(403, "policy", "permission_denied", "policy_locked", message);
-    }
+  // `locked` denies everything; `restricted` lets only essential rules allow (in authorize).
+  if (ladder?.stage === "locked") {
+    const message = `policy locked: ${ladder.reason}; every request is denied until a new signed bundle is activated`;
+    state.metrics.denials.inc({ reason: "locked" });
+    await record(state, ctx, 403, message);
+    throw new GatewayError(403, "policy", "permission_denied", "policy_locked", message);
   }
 
   if (ctx.path === "/v1/models") {

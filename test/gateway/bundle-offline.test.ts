@@ -207,6 +207,7 @@ describe("offline operation: signed bundles, the degradation ladder, revocation 
       assert.equal(byId.json().error.code, "revoked_identity");
       assert.equal(lastRecord().principal, `spiffe://${TD}/ns/apps/sa/bob`);
       assert.equal(lastRecord().status, 401);
+      assert.equal(lastRecord().stage, "fresh", "a refusal before the policy still records the stage");
       const bySerial = await call(carol, `${url}/v1/chat/completions`, { body: chat("mistral-7b-instruct") });
       assert.equal(bySerial.status, 401);
       assert.match(bySerial.json().error.message, /certificate serial/);

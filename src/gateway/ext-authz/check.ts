@@ -117,18 +117,17 @@ export class Authorizer {
     }
     const principal = who.id.uri;
     ctx.principal = principal;
+    // Read before any record is made, so that every record of this check carries the stage.
+    const ladder = state.ladder === null ? null : state.ladder.status(state.clock());
+    ctx.stage = ladder?.stage;
     const revoked = ctx.policy.revocations.isRevoked({ spiffeId: principal });
     if (revoked !== null) {
       metrics.denials.inc({ reason: "revoked" });
       return this.#refuse(ctx, new GatewayError(401, "identity", "authentication_error", "revoked_identity", `caller identity rejected: ${principal} was revoked at ${revoked.revokedAt}`));
     }
-    if (state.ladder !== null) {
-      const status = state.ladder.status(state.clock());
-      ctx.stage = status.stage;
-      if (status.stage === "locked") {
-        metrics.denials.inc({ reason: "locked" });
-        return this.#refuse(ctx, new GatewayError(403, "policy", "permission_denied", "policy_locked", `policy locked: ${status.reason}; every request is denied until a new signed bundle is activated`));
-      }
+    if (ladder?.stage === "locked") {
+      metrics.denials.inc({ reason: "locked" });
+      return this.#refuse(ctx, new GatewayError(403, "policy", "permission_denied", "policy_locked", `policy locked: ${ladder.reason}; every request is denied until a new signed bundle is activated`));
     }
 
     // 2. parse: only the OpenAI routes have a body the policy reads.
