@@ -221,10 +221,13 @@ async function listModels(state: GatewayState, req: IncomingMessage, res: Server
 }
 
 function policyInput(state: GatewayState, req: IncomingMessage, ctx: Context, fields: { model?: string; maxTokens?: number; stream?: boolean; promptTokens?: number }): PolicyInput {
-  const headers: Record<string, string> = {};
-  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(",") : v;
   // On the mTLS listener XFCC is whatever the caller wrote: a policy condition on it must not be satisfiable there.
-  if (state.trustedPeers === null) delete headers["x-forwarded-client-cert"];
+  const dropXfcc = state.trustedPeers === null;
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (v === undefined || (dropXfcc && k === "x-forwarded-client-cert")) continue;
+    headers[k] = Array.isArray(v) ? v.join(",") : v;
+  }
   const socket = req.socket;
   return {
     source: { principal: ctx.principal, ip: socket.remoteAddress, remoteIp: socket.remoteAddress },
