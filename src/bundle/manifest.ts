@@ -118,6 +118,11 @@ export function checkManifest(value: unknown): BundleManifest {
   if (parseTimestamp(m.notAfter)! < parseTimestamp(m.notBefore)!) {
     throw malformed(`notAfter ${m.notAfter} is before notBefore ${m.notBefore}`);
   }
+  return inSchemaOrder(m, files);
+}
+
+/** The manifest's fields, nothing else, in the schema's key order (the canonical order of manifest.json). */
+function inSchemaOrder(m: Omit<BundleManifest, "files">, files: Record<string, string>): BundleManifest {
   return {
     apiVersion: m.apiVersion,
     kind: m.kind,
@@ -145,16 +150,5 @@ export function parseManifest(bytes: Uint8Array): BundleManifest {
 /** The canonical manifest.json: keys in schema order, files sorted by path, 2-space indent, trailing newline. */
 export function encodeManifest(m: BundleManifest): Uint8Array {
   const files = Object.fromEntries(Object.entries(m.files).sort(([a], [b]) => (a < b ? -1 : 1)));
-  const ordered: BundleManifest = {
-    apiVersion: m.apiVersion,
-    kind: m.kind,
-    name: m.name,
-    revision: m.revision,
-    createdAt: m.createdAt,
-    notBefore: m.notBefore,
-    notAfter: m.notAfter,
-    degradation: { graceSeconds: m.degradation.graceSeconds, restrictedSeconds: m.degradation.restrictedSeconds },
-    files,
-  };
-  return Buffer.from(`${JSON.stringify(ordered, null, 2)}\n`);
+  return Buffer.from(`${JSON.stringify(inSchemaOrder(m, files), null, 2)}\n`);
 }

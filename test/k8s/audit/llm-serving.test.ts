@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { LLM_SERVING_CHECKS } from "../../../src/k8s/audit/checks/llm-serving.ts";
 import { RUNNERS } from "../../../src/k8s/audit/runners.ts";
-import { auditFixture, rows } from "./support.ts";
+import { auditFixture, checkCaseTests } from "./support.ts";
 import type { CheckCase } from "./support.ts";
 
 const C = "spec.template.spec.containers";
@@ -63,26 +63,9 @@ const CASES: CheckCase[] = [
   },
 ];
 
-function only(id: string, path: string) {
-  return rows(auditFixture(path, { profiles: ["llm-serving"] })).filter(([checkId]) => checkId === id);
-}
 
 describe("llm-serving checks", () => {
-  it("every check in the profile has a case", () => {
-    assert.deepEqual(CASES.map((c) => c.id).sort(), LLM_SERVING_CHECKS.map((c) => c.id).sort());
-  });
-
-  for (const c of CASES) {
-    describe(c.id, () => {
-      it("reports exactly the expected findings on the failing fixture", () => {
-        assert.deepEqual(only(c.id, c.fail), c.expect.map(([key, path]) => [c.id, key, path]));
-      });
-
-      it("reports nothing on the passing fixture", () => {
-        assert.deepEqual(only(c.id, c.pass), []);
-      });
-    });
-  }
+  checkCaseTests("llm-serving", CASES, LLM_SERVING_CHECKS);
 
   it("names the path each runner serves in the probe finding", () => {
     const messages = auditFixture("llm-serving/probe-path.fail.yaml", { profiles: ["llm-serving"] })

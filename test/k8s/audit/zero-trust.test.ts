@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { alwaysTrueRules, ZERO_TRUST_CHECKS } from "../../../src/k8s/audit/checks/zero-trust.ts";
 import { audit } from "../../../src/k8s/audit/index.ts";
-import { auditFixture, loadFixture, rows } from "./support.ts";
+import { auditFixture, checkCaseTests, loadFixture, onlyCheck, rows } from "./support.ts";
 import type { CheckCase } from "./support.ts";
 
 const CASES: CheckCase[] = [
@@ -159,26 +159,10 @@ const CASES: CheckCase[] = [
   },
 ];
 
-function only(id: string, path: string) {
-  return rows(auditFixture(path, { profiles: ["zero-trust"] })).filter(([checkId]) => checkId === id);
-}
+const only = (id: string, path: string) => onlyCheck("zero-trust", id, path);
 
 describe("zero-trust checks", () => {
-  it("every check in the profile has a case", () => {
-    assert.deepEqual(CASES.map((c) => c.id).sort(), ZERO_TRUST_CHECKS.map((c) => c.id).sort());
-  });
-
-  for (const c of CASES) {
-    describe(c.id, () => {
-      it("reports exactly the expected findings on the failing fixture", () => {
-        assert.deepEqual(only(c.id, c.fail), c.expect.map(([key, path]) => [c.id, key, path]));
-      });
-
-      it("reports nothing on the passing fixture", () => {
-        assert.deepEqual(only(c.id, c.pass), []);
-      });
-    });
-  }
+  checkCaseTests("zero-trust", CASES, ZERO_TRUST_CHECKS);
 
   it("a ClusterImagePolicy alone leaves namespaces without the opt-in label unverified", () => {
     assert.deepEqual(only("zt.image-admission-missing", "zero-trust/image-admission-missing-sigstore.fail.yaml"), [
