@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { TLSSocket } from "node:tls";
 import { normalizeSerial } from "../bundle/index.ts";
-import { peerCertificateChain, verifyX509Svid, X509SvidError, type TrustBundleSet } from "../identity/index.ts";
+import { PeerVerdicts, type TrustBundleSet } from "../identity/index.ts";
 import { compileStringMatcher, type StringMatcher } from "../policy/match.ts";
 import { ApiError } from "./errors.ts";
 
@@ -19,35 +19,17 @@ export type PeerIdentity =
   | { ok: false; check: string; message: string }
   | null;
 
-const verdicts = new WeakMap<TLSSocket, PeerIdentity>();
+const verdicts = new PeerVerdicts();
 
 /**
  * Verifies the connection's client certificate as an X.509-SVID once per connection (the handshake does not change
  * mid-connection); later requests reuse the verdict, re-checking only the expiry.
  */
 export function authenticatePeer(socket: TLSSocket, bundles: TrustBundleSet, now: Date): PeerIdentity {
-  let identity = verdicts.get(socket);
-  if (identity === undefined) {
-    identity = verifyPeer(socket, bundles, now);
-    verdicts.set(socket, identity);
-  }
-  if (identity?.ok === true && now.getTime() > identity.notAfter) {
-    identity = { ok: false, check: "expired", message: "client certificate expired during the connection" };
-    verdicts.set(socket, identity);
-  }
-  return identity;
-}
-
-function verifyPeer(socket: TLSSocket, bundles: TrustBundleSet, now: Date): PeerIdentity {
-  const chain = peerCertificateChain(socket);
-  if (chain.length === 0) return null;
-  try {
-    const svid = verifyX509Svid(chain, bundles, now);
-    return { ok: true, principal: svid.id.uri, serial: normalizeSerial(svid.serialNumber), notAfter: svid.notAfter.getTime() };
-  } catch (error) {
-    if (error instanceof X509SvidError) return { ok: false, check: error.check, message: error.message };
-    return { ok: false, check: "malformed", message: "client certificate could not be parsed" };
-  }
+  const verdict = verdicts.verdict(socket, bundles, now);
+  if (verdict === null || !verdict.ok) return verdict;
+  const { id, serialNumber, notAfter } = verdict.svid;
+  return { ok: true, principal: id.uri, serial: normalizeSerial(serialNumber), notAfter: notAfter.getTime() };
 }
 
 /** The operator token, kept only as its digest: comparing equal-length digests is constant-time whatever is sent. */

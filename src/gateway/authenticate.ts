@@ -1,41 +1,33 @@
 import type { IncomingMessage } from "node:http";
 import type { TLSSocket } from "node:tls";
-import { X509SvidError, XfccError, peerCertificateChain, verifyX509Svid, xfccIdentity, type TrustBundleSet, type TrustedPeers } from "../identity/index.ts";
+import { PeerVerdicts, XfccError, xfccIdentity, type TrustBundleSet, type TrustedPeers } from "../identity/index.ts";
 
 export type PeerIdentity =
   /** `serial` is null when the identity came from XFCC (the sidecar forwards the URI, not the certificate). */
   | { ok: true; principal: string; trustDomain: string; serial: string | null; notAfter: number }
   | { ok: false; check: string; message: string };
 
-const cache = new WeakMap<TLSSocket, PeerIdentity>();
+/**
+ * The server sees an empty Certificate message, nothing more. Besides a client with no certificate configured, a
+ * TLS 1.3 client sends one when its key cannot sign any signature scheme TLS 1.3 allows (RSA-PSS needs more than
+ * 512 bits), so the message says so instead of leaving a weak-key client to wonder where its certificate went.
+ */
+const NO_CERTIFICATE =
+  "no client certificate presented: the client sent none (under TLS 1.3, a client whose key can sign no TLS 1.3 " +
+  "signature scheme, such as a 512-bit RSA key, sends none; RSA keys need at least 2048 bits)";
+
+const verdicts = new PeerVerdicts();
 
 /**
  * Verifies the connection's client certificate as an X.509-SVID once per connection; later requests on the same
  * connection reuse the verdict, re-checking only the expiry.
  */
 export function authenticatePeer(socket: TLSSocket, bundles: TrustBundleSet, now: Date): PeerIdentity {
-  let identity = cache.get(socket);
-  if (identity === undefined) {
-    identity = verifyPeer(socket, bundles, now);
-    cache.set(socket, identity);
-  }
-  if (identity.ok && now.getTime() > identity.notAfter) {
-    identity = { ok: false, check: "expired", message: "client certificate expired during the connection" };
-    cache.set(socket, identity);
-  }
-  return identity;
-}
-
-function verifyPeer(socket: TLSSocket, bundles: TrustBundleSet, now: Date): PeerIdentity {
-  const chain = peerCertificateChain(socket);
-  if (chain.length === 0) return { ok: false, check: "no-certificate", message: "no client certificate presented" };
-  try {
-    const svid = verifyX509Svid(chain, bundles, now);
-    return { ok: true, principal: svid.id.uri, trustDomain: svid.id.trustDomain, serial: svid.serialNumber, notAfter: svid.notAfter.getTime() };
-  } catch (err) {
-    if (err instanceof X509SvidError) return { ok: false, check: err.check, message: err.message };
-    return { ok: false, check: "malformed", message: "client certificate could not be parsed" };
-  }
+  const verdict = verdicts.verdict(socket, bundles, now);
+  if (verdict === null) return { ok: false, check: "no-certificate", message: NO_CERTIFICATE };
+  if (!verdict.ok) return verdict;
+  const { id, serialNumber, notAfter } = verdict.svid;
+  return { ok: true, principal: id.uri, trustDomain: id.trustDomain, serial: serialNumber, notAfter: notAfter.getTime() };
 }
 
 /**

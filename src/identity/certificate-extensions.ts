@@ -12,16 +12,21 @@ import {
   TAG_SEQUENCE,
 } from "./der.ts";
 import { X509SvidError } from "./errors.ts";
+import { parseNameConstraints, type NameConstraints, type SubjectAltNames } from "./name-constraints.ts";
 
 const OID_BASIC_CONSTRAINTS = "2.5.29.19";
 const OID_KEY_USAGE = "2.5.29.15";
 const OID_EXT_KEY_USAGE = "2.5.29.37";
 const OID_SUBJECT_ALT_NAME = "2.5.29.17";
+const OID_NAME_CONSTRAINTS = "2.5.29.30";
 /** Critical extensions we understand; any other critical one makes the certificate unusable (RFC 5280 §4.2). */
-const HANDLED_CRITICAL = new Set([OID_BASIC_CONSTRAINTS, OID_KEY_USAGE, OID_EXT_KEY_USAGE, OID_SUBJECT_ALT_NAME]);
+const HANDLED_CRITICAL = new Set([OID_BASIC_CONSTRAINTS, OID_KEY_USAGE, OID_EXT_KEY_USAGE, OID_SUBJECT_ALT_NAME, OID_NAME_CONSTRAINTS]);
 
-/** GeneralName [6] IMPLICIT IA5String. */
+/** GeneralName choices, IMPLICIT: [1] rfc822Name, [2] dNSName, [6] uniformResourceIdentifier (IA5String), [7] iPAddress. */
+const TAG_SAN_EMAIL = 0x81;
+const TAG_SAN_DNS = 0x82;
 const TAG_SAN_URI = 0x86;
+const TAG_SAN_IP = 0x87;
 
 export interface KeyUsage {
   readonly digitalSignature: boolean;
@@ -29,13 +34,16 @@ export interface KeyUsage {
   readonly cRLSign: boolean;
 }
 
-export interface CertificateExtensions {
+/** The subjectAltName lists are empty when the certificate has no such extension. */
+export interface CertificateExtensions extends SubjectAltNames {
   /** Absent when the certificate has no basicConstraints extension. */
   readonly basicConstraints?: { readonly ca: boolean; readonly pathLength?: number };
   /** Absent when the certificate has no keyUsage extension. */
   readonly keyUsage?: KeyUsage;
   /** Every uniformResourceIdentifier in the subjectAltName extension, in order. */
   readonly uris: readonly string[];
+  /** Absent when the certificate has no nameConstraints extension. */
+  readonly nameConstraints?: NameConstraints;
   readonly unhandledCritical: readonly string[];
 }
 
@@ -74,16 +82,25 @@ function parseKeyUsage(value: Uint8Array): KeyUsage {
   };
 }
 
-function parseSanUris(value: Uint8Array): string[] {
+function ia5Name(content: Uint8Array, what: string): string {
+  // IA5String is 7-bit ASCII; anything else is a forged name.
+  if (content.some((b) => b > 0x7f)) throw new DerError(`${what} SAN is not IA5String`);
+  return Buffer.from(content).toString("latin1");
+}
+
+function parseSubjectAltNames(value: Uint8Array): SubjectAltNames {
   const names = readChildren(readElement(value, TAG_SEQUENCE).content);
-  const uris: string[] = [];
+  const sans = { dnsNames: [] as string[], emails: [] as string[], ipAddresses: [] as Uint8Array[], uris: [] as string[] };
   for (const name of names) {
-    if (name.tag !== TAG_SAN_URI) continue;
-    // IA5String is 7-bit ASCII; anything else is a forged name, not a URI.
-    if (name.content.some((b) => b > 0x7f)) throw new DerError("URI SAN is not IA5String");
-    uris.push(Buffer.from(name.content).toString("latin1"));
+    if (name.tag === TAG_SAN_URI) sans.uris.push(ia5Name(name.content, "URI"));
+    else if (name.tag === TAG_SAN_DNS) sans.dnsNames.push(ia5Name(name.content, "DNS"));
+    else if (name.tag === TAG_SAN_EMAIL) sans.emails.push(ia5Name(name.content, "email"));
+    else if (name.tag === TAG_SAN_IP) {
+      if (name.content.length !== 4 && name.content.length !== 16) throw new DerError(`IP SAN of length ${name.content.length}`);
+      sans.ipAddresses.push(name.content.slice());
+    }
   }
-  return uris;
+  return sans;
 }
 
 interface RawExtension {
@@ -132,7 +149,8 @@ export function readCertificateExtensions(cert: X509Certificate, role: string): 
     const seen = new Set<string>();
     let basicConstraints: { ca: boolean; pathLength?: number } | undefined;
     let keyUsage: KeyUsage | undefined;
-    let uris: string[] = [];
+    let sans: SubjectAltNames = { dnsNames: [], emails: [], ipAddresses: [], uris: [] };
+    let nameConstraints: NameConstraints | undefined;
     const unhandledCritical: string[] = [];
     for (const extension of extensions) {
       const oid = extension.oid;
@@ -142,14 +160,21 @@ export function readCertificateExtensions(cert: X509Certificate, role: string): 
       const value = extension.value;
       if (oid === OID_BASIC_CONSTRAINTS) basicConstraints = parseBasicConstraints(value);
       else if (oid === OID_KEY_USAGE) keyUsage = parseKeyUsage(value);
-      else if (oid === OID_SUBJECT_ALT_NAME) uris = parseSanUris(value);
+      else if (oid === OID_SUBJECT_ALT_NAME) sans = parseSubjectAltNames(value);
+      else if (oid === OID_NAME_CONSTRAINTS) {
+        const parsed = parseNameConstraints(value);
+        nameConstraints = parsed.constraints;
+        // Constraints on name types we do not check may be ignored only when the issuer allowed it (not critical).
+        if (parsed.unhandled && extension.critical) unhandledCritical.push(oid);
+      }
       if (extension.critical && !HANDLED_CRITICAL.has(oid)) unhandledCritical.push(oid);
     }
     return {
-      uris,
+      ...sans,
       unhandledCritical,
       ...(basicConstraints ? { basicConstraints } : {}),
       ...(keyUsage ? { keyUsage } : {}),
+      ...(nameConstraints ? { nameConstraints } : {}),
     };
   } catch (error) {
     if (!(error instanceof DerError)) throw error;

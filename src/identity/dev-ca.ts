@@ -1,7 +1,7 @@
-import { createPrivateKey, type webcrypto, type X509Certificate } from "node:crypto";
-import { chmod, lstat, mkdir, open, readFile, writeFile } from "node:fs/promises";
+import { createPrivateKey, randomBytes, type webcrypto, type X509Certificate } from "node:crypto";
+import { link, lstat, mkdir, open, readFile, rename, unlink } from "node:fs/promises";
 import { isIP } from "node:net";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 
 /**
  * The certificate builder (@peculiar/x509 and its dependency tree, tens of MB) is loaded only when a certificate is
@@ -64,15 +64,42 @@ export async function readPrivateKeyFile(path: string): Promise<string> {
   }
 }
 
-async function writePrivateKeyFile(path: string, pem: string, overwrite: boolean): Promise<void> {
-  const handle = await open(path, overwrite ? "w" : "wx", 0o600);
+/**
+ * Replaces `path` all at once: the content goes to a fresh file beside it (created with `mode`, so a key is never
+ * readable by others, not even for an instant), is flushed to disk, and is then renamed over `path`. A gateway
+ * reloading its credentials therefore sees the old file or the new one, never an empty or half-written one.
+ * Without `overwrite`, an existing `path` is left alone and the write fails with EEXIST.
+ */
+async function writeFileAtomically(path: string, content: string, mode: number, overwrite: boolean): Promise<void> {
+  const dir = dirname(path);
+  const temporary = join(dir, `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
+  const handle = await open(temporary, "wx", mode);
   try {
-    // The mode given to open() is filtered by the umask and ignored for an existing file.
-    await handle.chmod(0o600);
-    await handle.writeFile(pem);
+    try {
+      // The mode given to open() is filtered by the umask.
+      await handle.chmod(mode);
+      await handle.writeFile(content);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    // link() refuses an existing target where rename() would replace it.
+    if (overwrite) await rename(temporary, path);
+    else await link(temporary, path);
   } finally {
-    await handle.close();
+    await unlink(temporary).catch(() => undefined);
   }
+  // The rename itself is durable only once the directory is.
+  const directory = await open(dir, "r");
+  try {
+    await directory.sync();
+  } finally {
+    await directory.close();
+  }
+}
+
+function writePrivateKeyFile(path: string, pem: string, overwrite: boolean): Promise<void> {
+  return writeFileAtomically(path, pem, 0o600, overwrite);
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -122,7 +149,7 @@ export async function initDevCa(opts: {
   });
   await mkdir(opts.dir, { recursive: true, mode: 0o700 });
   await writePrivateKeyFile(keyPath, await privateKeyToPem(keys.privateKey), opts.force === true);
-  await writeFile(certPath, certificate.toString(), { mode: 0o644 });
+  await writeFileAtomically(certPath, certificate.toString(), 0o644, true);
   return { certPath, keyPath };
 }
 
@@ -218,7 +245,6 @@ export async function issueSvid(opts: {
   const certPath = `${opts.out}.pem`;
   const keyPath = `${opts.out}.key`;
   await writePrivateKeyFile(keyPath, await privateKeyToPem(keys.privateKey), true);
-  await writeFile(certPath, leaf.toString() + ca.certificate.toString());
-  await chmod(certPath, 0o644);
+  await writeFileAtomically(certPath, leaf.toString() + ca.certificate.toString(), 0o644, true);
   return { certPath, keyPath };
 }

@@ -37,3 +37,13 @@ export class DevCaError extends Error {
     this.check = check;
   }
 }
+
+/** A certificate and private key do not make a usable pair (unparsable, empty, or not each other's). */
+export class KeyPairError extends Error {
+  readonly check: string;
+  constructor(check: string, message: string) {
+    super(`keypair: ${message}`);
+    this.name = "KeyPairError";
+    this.check = check;
+  }
+}

@@ -13,6 +13,10 @@ export interface SpiffeId {
 const SCHEME_PREFIX = "spiffe://";
 /** The SPIFFE-ID spec caps the URI at 2048 bytes; valid IDs are ASCII, so characters = bytes. */
 export const MAX_SPIFFE_ID_LENGTH = 2048;
+/** SPIFFE-ID §2.3: the trust domain is a URI host, which RFC 3986 caps at 255 characters. */
+export const MAX_TRUST_DOMAIN_LENGTH = 255;
+
+const TRUST_DOMAIN_TOO_LONG = `trust domain exceeds ${MAX_TRUST_DOMAIN_LENGTH} bytes`;
 
 function isTrustDomainChar(c: number): boolean {
   return (
@@ -29,9 +33,7 @@ function isPathSegmentChar(c: number): boolean {
 /** Checks a trust domain name (as found in a SPIFFE ID or a bundle's key). */
 export function validateTrustDomain(name: string): void {
   if (name === "") throw new SpiffeIdError("trust-domain-missing", "trust domain is missing");
-  if (name.length > MAX_SPIFFE_ID_LENGTH) {
-    throw new SpiffeIdError("too-long", `trust domain exceeds ${MAX_SPIFFE_ID_LENGTH} bytes`);
-  }
+  if (name.length > MAX_TRUST_DOMAIN_LENGTH) throw new SpiffeIdError("trust-domain-too-long", TRUST_DOMAIN_TOO_LONG);
   for (let i = 0; i < name.length; i++) {
     if (!isTrustDomainChar(name.charCodeAt(i))) {
       throw new SpiffeIdError(
@@ -88,6 +90,9 @@ export function parseSpiffeId(text: string): SpiffeId {
     }
   }
   if (pathIndex === SCHEME_PREFIX.length) throw new SpiffeIdError("trust-domain-missing", "trust domain is missing");
+  if (pathIndex - SCHEME_PREFIX.length > MAX_TRUST_DOMAIN_LENGTH) {
+    throw new SpiffeIdError("trust-domain-too-long", TRUST_DOMAIN_TOO_LONG);
+  }
   const path = text.slice(pathIndex);
   validatePath(path);
   return Object.freeze({ trustDomain: text.slice(SCHEME_PREFIX.length, pathIndex), path, uri: text });

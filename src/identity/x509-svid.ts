@@ -1,6 +1,9 @@
 import type { X509Certificate } from "node:crypto";
 import { readCertificateExtensions, type CertificateExtensions } from "./certificate-extensions.ts";
 import { SpiffeIdError, X509SvidError } from "./errors.ts";
+import { nameConstraintViolation } from "./name-constraints.ts";
+import { checkPublicKey } from "./public-key.ts";
+import { checkSignatureAlgorithm } from "./signature-algorithm.ts";
 import { parseSpiffeId, type SpiffeId } from "./spiffe-id.ts";
 import type { TrustBundleSet } from "./trust-bundle.ts";
 
@@ -74,7 +77,8 @@ interface Candidate {
 /**
  * Verifies an X.509-SVID chain as go-spiffe's x509svid.Verify does: the leaf's identity and
  * constraints first, then a path through the presented intermediates to a root of the leaf's
- * own trust domain, every certificate on it valid at `now`.
+ * own trust domain, every certificate on it valid at `now`. Where Go's crypto/x509 (which go-spiffe
+ * builds on) would refuse a path, so does this: insecure signature algorithms, weak keys, name constraints.
  */
 export function verifyX509Svid(chain: readonly X509Certificate[], bundles: TrustBundleSet, now: Date): VerifiedSvid {
   const leaf = chain[0];
@@ -84,6 +88,10 @@ export function verifyX509Svid(chain: readonly X509Certificate[], bundles: Trust
   }
   const leafExtensions = readCertificateExtensions(leaf, "leaf");
   const id = leafSpiffeId(leafExtensions);
+  // X509-SVID §5.2: the validator MUST ensure a non-root path; the bare trust domain names a signing authority.
+  if (id.path === "") {
+    throw new X509SvidError("leaf-id-no-path", `leaf certificate SPIFFE ID "${id.uri}" has no path; an X509-SVID must name a workload`);
+  }
 
   if (leafExtensions.basicConstraints?.ca === true) {
     throw new X509SvidError("leaf-ca", "leaf certificate with CA flag set to true");
@@ -95,6 +103,8 @@ export function verifyX509Svid(chain: readonly X509Certificate[], bundles: Trust
     throw new X509SvidError("leaf-digital-signature", "leaf certificate must have 'digitalSignature' set as key usage");
   }
   checkNoUnhandledCritical(leafExtensions, "leaf");
+  checkPublicKey(leaf, "leaf");
+  checkSignatureAlgorithm(leaf, "leaf");
 
   const roots = bundles.get(id.trustDomain);
   if (roots === undefined || roots.length === 0) {
@@ -116,9 +126,23 @@ export function verifyX509Svid(chain: readonly X509Certificate[], bundles: Trust
   // Roots first so a presented copy of a root never lengthens the path.
   candidates.sort((a, b) => Number(b.isRoot) - Number(a.isRoot));
 
-  let timeFailure: X509SvidError | undefined;
+  // Like Go's hintErr: when no path is found, the first specific reason a certificate that did sign was refused
+  // names the failure better than "untrusted chain".
+  let hint: X509SvidError | undefined;
+  const refuse = (check: () => void): boolean => {
+    try {
+      check();
+      return false;
+    } catch (error) {
+      if (!(error instanceof X509SvidError)) throw error;
+      hint ??= error;
+      return true;
+    }
+  };
   let signatureChecks = 0;
   const onPath = new Set<X509Certificate>([leaf]);
+  // The subjectAltNames of every certificate under the candidate: name constraints apply to all of them.
+  const namesBelow: CertificateExtensions[] = [leafExtensions];
 
   // Depth-first search for a path; `below` counts the CA certificates already under `subject`
   // (for pathLenConstraint).
@@ -130,23 +154,29 @@ export function verifyX509Svid(chain: readonly X509Certificate[], bundles: Trust
       const pathLength = candidate.extensions.basicConstraints?.pathLength;
       if (pathLength !== undefined && below > pathLength) continue;
       if (candidate.extensions.unhandledCritical.length > 0) continue;
-      try {
-        checkValidity(candidate.cert, candidate.isRoot ? "root" : "intermediate", now);
-      } catch (error) {
-        if (!(error instanceof X509SvidError)) throw error;
-        timeFailure ??= error;
+      const role = candidate.isRoot ? "root" : "intermediate";
+      if (refuse(() => checkValidity(candidate.cert, role, now))) continue;
+      if (refuse(() => checkPublicKey(candidate.cert, role))) continue;
+      const constraints = candidate.extensions.nameConstraints;
+      const violation = constraints === undefined ? undefined : nameConstraintViolation(constraints, namesBelow);
+      if (violation !== undefined) {
+        hint ??= new X509SvidError("name-constraints", `${role} certificate is not authorized to sign for this name: ${violation}`);
         continue;
       }
       if (candidate.isRoot) return true;
+      // A root's own signature is never relied on; an intermediate's is, once it is the next subject.
+      if (refuse(() => checkSignatureAlgorithm(candidate.cert, role))) continue;
       onPath.add(candidate.cert);
+      namesBelow.push(candidate.extensions);
       if (onPath.size <= MAX_CHAIN_LENGTH && reachesRoot(candidate.cert, below + 1)) return true;
+      namesBelow.pop();
       onPath.delete(candidate.cert);
     }
     return false;
   };
 
   if (!reachesRoot(leaf, 0)) {
-    throw timeFailure ??
+    throw hint ??
       new X509SvidError(
         "untrusted-chain",
         `could not verify leaf certificate: no chain to a trusted root of "${id.trustDomain}"`,

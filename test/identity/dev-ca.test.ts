@@ -1,7 +1,7 @@
 import "reflect-metadata";
 import assert from "node:assert/strict";
 import { createPrivateKey } from "node:crypto";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -138,6 +138,43 @@ describe("dev CA", () => {
     await assert.rejects(issueSvid({ ...base, spiffeId: `spiffe://${TD}/a`, ttlSeconds: 0 }), { check: "ttl" });
     await assert.rejects(issueSvid({ ...base, spiffeId: `spiffe://${TD}/a`, ttlSeconds: 31 * 86400 }), { check: "ttl" });
     await assert.rejects(issueSvid({ ...base, dir: join(dir, "nowhere"), spiffeId: `spiffe://${TD}/a` }), { check: "ca-missing" });
+  });
+
+  it("replaces an SVID's files by rename, so a reader sees the old pair or the new one, never a half-written file", async () => {
+    const out = join(dir, "rotating");
+    const first = await issueSvid({ dir: caDir, spiffeId: `spiffe://${TD}/rotating`, out, now });
+    const before = { cert: readFileSync(first.certPath, "utf8"), certIno: statSync(first.certPath).ino, keyIno: statSync(first.keyPath).ino };
+    // A reader that opened the old certificate keeps reading it whole while the new one is written.
+    const reader = openSync(first.certPath, "r");
+    try {
+      await issueSvid({ dir: caDir, spiffeId: `spiffe://${TD}/rotating`, out, now });
+      const buffer = Buffer.alloc(before.cert.length + 16);
+      assert.equal(buffer.subarray(0, readSync(reader, buffer, 0, buffer.length, 0)).toString("utf8"), before.cert);
+    } finally {
+      closeSync(reader);
+    }
+    assert.notEqual(statSync(first.certPath).ino, before.certIno, "the certificate is a new file, not rewritten in place");
+    assert.notEqual(statSync(first.keyPath).ino, before.keyIno, "the key is a new file, not rewritten in place");
+    assert.notEqual(readFileSync(first.certPath, "utf8"), before.cert);
+    assert.equal(statSync(first.keyPath).mode & 0o777, 0o600);
+    assert.equal(statSync(first.certPath).mode & 0o777, 0o644);
+    assert.deepEqual(readdirSync(dir).filter((name) => name.endsWith(".tmp")), [], "no temporary file is left behind");
+  });
+
+  it("replaces a forced CA by rename too, with a 0600 key whatever the umask", async () => {
+    const forced = join(dir, "forced-rename");
+    await initDevCa({ dir: forced, trustDomain: TD, now });
+    const inodes = [statSync(join(forced, "ca.pem")).ino, statSync(join(forced, "ca.key")).ino];
+    const umask = process.umask(0);
+    try {
+      await initDevCa({ dir: forced, trustDomain: TD, now, force: true });
+    } finally {
+      process.umask(umask);
+    }
+    assert.notEqual(statSync(join(forced, "ca.pem")).ino, inodes[0]);
+    assert.notEqual(statSync(join(forced, "ca.key")).ino, inodes[1]);
+    assert.equal(statSync(join(forced, "ca.key")).mode & 0o777, 0o600);
+    assert.deepEqual(readdirSync(forced).sort(), ["ca.key", "ca.pem"]);
   });
 
   it("refuses to use a CA key that others can read", async () => {

@@ -73,6 +73,19 @@ describe("parseSpiffeId", () => {
     assert.equal(parseSpiffeId(text).uri, text);
   });
 
+  it("SPIFFE-ID §2.3: refuses a trust domain over 255 bytes (a URI host's limit), and takes one of 255", () => {
+    const longest = `${"a".repeat(251)}.org`;
+    assert.equal(longest.length, 255);
+    assert.equal(parseSpiffeId(`spiffe://${longest}/w`).trustDomain, longest);
+    assert.throws(() => parseSpiffeId(`spiffe://a${longest}/w`), (error: unknown) => {
+      assert.ok(error instanceof SpiffeIdError);
+      assert.equal(error.check, "trust-domain-too-long");
+      assert.equal(error.message, "spiffeid: trust domain exceeds 255 bytes");
+      return true;
+    });
+    assert.throws(() => parseSpiffeId(`spiffe://a${longest}`), { check: "trust-domain-too-long" });
+  });
+
   it("rejects a non-string without crashing", () => {
     assert.throws(() => parseSpiffeId(undefined as unknown as string), SpiffeIdError);
   });
@@ -83,6 +96,11 @@ describe("validateTrustDomain", () => {
     validateTrustDomain("prod.example-1_x");
     assert.throws(() => validateTrustDomain("Prod"), { check: "trust-domain-char" });
     assert.throws(() => validateTrustDomain(""), { check: "trust-domain-missing" });
+  });
+
+  it("SPIFFE-ID §2.3: refuses a trust domain name over 255 bytes", () => {
+    validateTrustDomain("a".repeat(255));
+    assert.throws(() => validateTrustDomain("a".repeat(256)), { check: "trust-domain-too-long", message: "spiffeid: trust domain exceeds 255 bytes" });
   });
 });
 
@@ -119,6 +137,7 @@ describe("parseSpiffeId properties", () => {
 
   const reference = (text: string): boolean =>
     text.length <= 2048 &&
+    text.slice(9).split("/")[0]!.length <= 255 &&
     /^spiffe:\/\/[a-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/.test(text) &&
     !text.slice(9).split("/").slice(1).some((s) => s === "." || s === "..");
 
@@ -131,6 +150,7 @@ describe("parseSpiffeId properties", () => {
         .string({ unit: fc.constantFrom(..."aZ9./-_:@?#%~ \u00e9"), maxLength: 40 })
         .map((s) => `spiffe://${s}`),
       validId.map(({ td, path }) => `spiffe://${td}${path}`),
+      fc.tuple(fc.integer({ min: 250, max: 260 }), fc.constantFrom("", "/p")).map(([n, path]) => `spiffe://${"t".repeat(n)}${path}`),
     );
     fc.assert(
       fc.property(noisy, (text) => {

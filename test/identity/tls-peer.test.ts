@@ -15,7 +15,7 @@ import {
   X509SvidError,
   type TrustBundleSet,
 } from "../../src/identity/index.ts";
-import { DEFECTS, EXPECTED_CHECK, writeDefectiveSvid } from "../support/svid-factory.ts";
+import { DEFECTS, EXPECTED_CHECK, WEAK_CRYPTO_DEFECTS, writeDefectiveSvid } from "../support/svid-factory.ts";
 
 const TD = "tls.example";
 
@@ -64,9 +64,13 @@ describe("peerCertificateChain over a real TLS handshake", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  function connect(credentials: { certPath: string; keyPath: string } | undefined): Promise<Outcome> {
+  function connect(
+    credentials: { certPath: string; keyPath: string } | undefined,
+    client: Pick<tls.ConnectionOptions, "ciphers" | "maxVersion"> = {},
+  ): Promise<Outcome> {
     return new Promise((resolve, reject) => {
       const socket = tls.connect({
+        ...client,
         host: "127.0.0.1",
         port,
         ca: caPem,
@@ -102,6 +106,23 @@ describe("peerCertificateChain over a real TLS handshake", () => {
       assert.deepEqual(await connect(credentials), { ok: false, check: EXPECTED_CHECK[defect] });
     });
   }
+
+  // A client with OpenSSL's security level lowered presents what a default one refuses to load; TLS 1.2 lets even a
+  // 512-bit RSA key sign the handshake. The verifier, not the client's settings, must refuse them.
+  for (const defect of WEAK_CRYPTO_DEFECTS) {
+    it(`Go crypto/x509: refuses a client presenting the "${defect}" SVID with check ${EXPECTED_CHECK[defect]}`, async () => {
+      const credentials = await writeDefectiveSvid(dir, defect, join(dir, `client-${defect}`));
+      const weakClient = { ciphers: "DEFAULT@SECLEVEL=0", maxVersion: "TLSv1.2" } as const;
+      assert.deepEqual(await connect(credentials, weakClient), { ok: false, check: EXPECTED_CHECK[defect] });
+    });
+  }
+
+  it("an RSA-512 client over TLS 1.3 sends an empty Certificate message: no RSA-PSS scheme fits a 512-bit key", async () => {
+    const credentials = await writeDefectiveSvid(dir, "rsa-512-leaf", join(dir, "client-rsa-512-tls13"));
+    assert.deepEqual(await connect(credentials, { ciphers: "DEFAULT@SECLEVEL=0", maxVersion: "TLSv1.3" }), { ok: false, check: "no-certificate" });
+    // The same client, allowed TLS 1.2 (PKCS#1 v1.5 signatures), does present the certificate — and it is refused for its key.
+    assert.deepEqual(await connect(credentials, { ciphers: "DEFAULT@SECLEVEL=0", maxVersion: "TLSv1.2" }), { ok: false, check: "weak-key" });
+  });
 });
 
 describe("peerCertificateChain walking", () => {

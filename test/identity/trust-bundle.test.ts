@@ -74,6 +74,11 @@ describe("trust bundles", () => {
     rejects(() => trustBundleSet({ "a.example": [] }), "no-certificate");
   });
 
+  it("SPIFFE-ID §2.3: refuses a bundle keyed by a trust domain over 255 bytes", () => {
+    const [ca] = parsePemCertificates(caPem);
+    rejects(() => trustBundleSet({ ["a".repeat(256)]: [ca!] }), "invalid-trust-domain");
+  });
+
   it("loads one file per trust domain", async () => {
     const set = await loadTrustBundles({ "a.example": join(dir, "a", "ca.pem"), "b.example": join(dir, "b", "ca.pem") });
     assert.deepEqual(set.trustDomains(), ["a.example", "b.example"]);
