@@ -2,23 +2,29 @@ import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { CliIO } from "./io.ts";
+import { isIP } from "node:net";
 import {
-  evaluate,
+  decideRequest,
+  inertPolicies,
   mergePolicySets,
   parseCases,
   parsePolicies,
+  PATH_NORMALIZATIONS,
   PolicyError,
   readPolicyFile,
-  requestInput,
   runCases,
 } from "../policy/index.ts";
-import type { Decision, PolicySet } from "../policy/index.ts";
+import type { Decision, PathNormalization, PolicySet, RequestSpec, Workload } from "../policy/index.ts";
 
 const USAGE = `usage:
-  edgeward policy check FILE...
+  edgeward policy check FILE... [--namespace NS] [--label K=V]... [--mesh-root-namespace NS]
   edgeward policy explain FILE... --method M --path P [--principal ID] [--model NAME]
-                          [--header K=V]... [--body JSON] [--label K=V]... [--output text|json]
-  edgeward policy test FILE... --cases CASES.yaml
+                          [--header K=V]... [--body JSON] [--host H] [--port N] [--source-ip IP]
+                          [--remote-ip IP] [--destination-ip IP] [--sni NAME]
+                          [--namespace NS] [--label K=V]... [--mesh-root-namespace NS]
+                          [--path-normalization NONE|BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES]
+                          [--output text|json]
+  edgeward policy test FILE... --cases CASES.yaml [--mesh-root-namespace NS] [--path-normalization MODE]
 `;
 
 class UsageError extends Error {}
@@ -62,8 +68,29 @@ async function load(files: readonly string[], io: CliIO): Promise<PolicySet> {
   return mergePolicySets(sets);
 }
 
+/** The options naming the gateway's workload, shared by check and explain. */
+const WORKLOAD_OPTIONS = {
+  namespace: { type: "string" },
+  label: { type: "string", multiple: true },
+  "mesh-root-namespace": { type: "string" },
+} as const;
+
+function workloadOf(values: { namespace?: string | undefined; label?: string[] | undefined; "mesh-root-namespace"?: string | undefined }): Workload {
+  return {
+    labels: keyValues(values.label, "label"),
+    ...(values.namespace !== undefined ? { namespace: values.namespace } : {}),
+    ...(values["mesh-root-namespace"] !== undefined ? { rootNamespace: values["mesh-root-namespace"] } : {}),
+  };
+}
+
+function pathNormalizationOf(value: string | undefined): PathNormalization {
+  if (value === undefined) return "BASE";
+  if (!(PATH_NORMALIZATIONS as readonly string[]).includes(value)) throw new UsageError(`--path-normalization must be one of ${PATH_NORMALIZATIONS.join(", ")}`);
+  return value as PathNormalization;
+}
+
 async function check(args: string[], io: CliIO): Promise<number> {
-  const { positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: {} });
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: WORKLOAD_OPTIONS });
   if (positionals.length === 0) throw new UsageError("at least one policy FILE is required");
   let failed = false;
   const sets: PolicySet[] = [];
@@ -78,8 +105,13 @@ async function check(args: string[], io: CliIO): Promise<number> {
       failed = true;
     }
   }
-  if (!failed) mergePolicySets(sets);
-  return failed ? 1 : 0;
+  if (failed) return 1;
+  // Only what was stated is checked: the namespace when --namespace is given, selectors when --label is.
+  const set = mergePolicySets(sets);
+  for (const { policy, reason } of inertPolicies(set, workloadOf(values), values.label !== undefined)) {
+    io.stdout(`warning: ${policy.file}:${policy.line}: policy ${policy.id} never applies to this gateway: ${reason}\n`);
+  }
+  return 0;
 }
 
 function keyValues(values: readonly string[] | undefined, flag: string): Record<string, string> {
@@ -104,7 +136,14 @@ async function explain(args: string[], io: CliIO): Promise<number> {
       model: { type: "string" },
       header: { type: "string", multiple: true },
       body: { type: "string" },
-      label: { type: "string", multiple: true },
+      host: { type: "string" },
+      port: { type: "string" },
+      "source-ip": { type: "string" },
+      "remote-ip": { type: "string" },
+      "destination-ip": { type: "string" },
+      sni: { type: "string" },
+      "path-normalization": { type: "string" },
+      ...WORKLOAD_OPTIONS,
       output: { type: "string", default: "text" },
     },
   });
@@ -118,18 +157,30 @@ async function explain(args: string[], io: CliIO): Promise<number> {
       throw new UsageError("--body is not valid JSON");
     }
   }
-  const headers = keyValues(values.header, "header");
-  const labels = keyValues(values.label, "label");
-  const set = await load(positionals, io);
-  const input = requestInput({
+  const spec: RequestSpec = {
     principal: values.principal ?? null,
     method: values.method,
     path: values.path,
-    headers,
+    headers: keyValues(values.header, "header"),
     ...(values.model !== undefined ? { model: values.model } : {}),
     ...(body !== undefined ? { body } : {}),
-  });
-  const d = evaluate(set, input, { workloadLabels: labels });
+    ...(values.host !== undefined ? { host: values.host } : {}),
+    ...(values.sni !== undefined ? { sni: values.sni } : {}),
+  };
+  if (values.port !== undefined) {
+    const port = /^\d{1,5}$/.test(values.port) ? Number(values.port) : NaN;
+    if (!(port >= 1 && port <= 65535)) throw new UsageError(`--port must be a port number (1-65535), got "${values.port}"`);
+    spec.port = port;
+  }
+  for (const [flag, key] of [["source-ip", "sourceIp"], ["remote-ip", "remoteIp"], ["destination-ip", "destinationIp"]] as const) {
+    const ip = values[flag];
+    if (ip === undefined) continue;
+    if (isIP(ip) === 0) throw new UsageError(`--${flag} must be an IP address, got "${ip}"`);
+    spec[key] = ip;
+  }
+  const pathNormalization = pathNormalizationOf(values["path-normalization"]);
+  const set = await load(positionals, io);
+  const d = decideRequest(set, spec, { workload: workloadOf(values), pathNormalization });
   if (values.output === "json") {
     io.stdout(`${JSON.stringify({ decision: d.decision, policy: d.policy, rule: d.rule, reason: d.reason, limits: d.limits })}\n`);
   } else {
@@ -156,9 +207,10 @@ async function test(args: string[], io: CliIO): Promise<number> {
     args,
     allowPositionals: true,
     strict: true,
-    options: { cases: { type: "string" } },
+    options: { cases: { type: "string" }, "mesh-root-namespace": { type: "string" }, "path-normalization": { type: "string" } },
   });
   if (values.cases === undefined) throw new UsageError("--cases CASES.yaml is required");
+  const pathNormalization = pathNormalizationOf(values["path-normalization"]);
   const set = await load(positionals, io);
   let text: string;
   try {
@@ -166,7 +218,8 @@ async function test(args: string[], io: CliIO): Promise<number> {
   } catch (err) {
     throw new PolicyError("read", values.cases, 0, `cannot read cases file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  const results = runCases(set, parseCases(text, values.cases));
+  const root = values["mesh-root-namespace"];
+  const results = runCases(set, parseCases(text, values.cases), { pathNormalization, ...(root !== undefined ? { rootNamespace: root } : {}) });
   let failed = 0;
   for (const r of results) {
     const got = describe(r.got.decision, r.got.policy, r.got.rule);

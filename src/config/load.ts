@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { parseDocument } from "yaml";
 import { trustedPeers, XfccError } from "../identity/xfcc.ts";
-import { configSchema, type GatewayConfig } from "./schema.ts";
+import { configSchema, DEFAULT_ROOT_NAMESPACE, type GatewayConfig } from "./schema.ts";
 
 /** A configuration that cannot be used; `key` names the offending key (dotted path) when there is one. */
 export class ConfigError extends Error {
@@ -65,6 +65,9 @@ export function parseConfig(value: unknown, file: string): GatewayConfig {
     }
     if (parseDurationMs(c.upload.interval) === 0) throw new ConfigError("upload.interval", "must be longer than 0");
   }
+  if (c.workloadLabels !== undefined && c.workload?.labels !== undefined) {
+    throw new ConfigError("workloadLabels", "is the older name of workload.labels; set one of them, not both");
+  }
   if (c.logRetention !== undefined && c.upload === undefined) {
     throw new ConfigError("logRetention", "needs upload: only records the control plane has acknowledged are ever pruned");
   }
@@ -120,6 +123,7 @@ export function parseConfig(value: unknown, file: string): GatewayConfig {
       models: r.models,
       timeoutMs: parseDurationMs(r.timeout),
       maxConnections: r.maxConnections,
+      maxQueued: r.maxQueued,
     })),
     decisionLog: abs(c.decisionLog),
     upload: c.upload === undefined ? null : {
@@ -137,8 +141,12 @@ export function parseConfig(value: unknown, file: string): GatewayConfig {
       principalFrom: c.authz.principalFrom,
       maxBodyBytes: c.authz.maxBodyBytes,
     },
-    limits: c.limits,
-    workloadLabels: c.workloadLabels,
+    limits: (({ bodyTimeout, ...rest }) => ({ ...rest, bodyTimeoutMs: parseDurationMs(bodyTimeout) }))(c.limits),
+    workload: {
+      ...(c.workload?.namespace !== undefined ? { namespace: c.workload.namespace } : {}),
+      labels: c.workload?.labels ?? c.workloadLabels ?? {},
+      rootNamespace: c.workload?.rootNamespace ?? DEFAULT_ROOT_NAMESPACE,
+    },
     logLevel: c.logLevel,
   };
 }

@@ -19,6 +19,8 @@ const runner = z.strictObject({
   /** How long to wait for the runner's response headers (then 504). */
   timeout: duration.default("60s"),
   maxConnections: positiveInt.default(64),
+  /** Requests that may wait for one of those connections; beyond, 503 with Retry-After. */
+  maxQueued: z.number().int().min(0).default(64),
 });
 
 const limits = z.strictObject({
@@ -26,9 +28,19 @@ const limits = z.strictObject({
   maxBodyBytes: positiveInt.default(1024 * 1024),
   /** Ceiling on max_tokens for every request; a request without max_tokens gets this value. */
   maxTokens: positiveInt.default(1024),
+  /** Most choices one request may have generated (`n`, `best_of`); a policy rule's maxChoices tightens it. */
+  maxChoices: positiveInt.max(128).default(1),
   /** Defaults applied to every principal; a policy rule's limits tighten them. */
   requestsPerMinute: positiveInt.optional(),
   tokensPerMinute: positiveInt.optional(),
+  /** How long a request body may take to arrive once its headers have (408 and the connection closed beyond). */
+  bodyTimeout: duration.default("30s"),
+  /** Open connections to the main listener, in all (further ones are closed as they arrive) and per caller (429). */
+  maxConnections: positiveInt.default(1024),
+  maxConnectionsPerPrincipal: positiveInt.default(128),
+  /** Requests in flight, in all (503) and per caller (429). */
+  maxInflight: positiveInt.default(256),
+  maxInflightPerPrincipal: positiveInt.default(64),
 });
 
 /** Where signed policy bundles come from (instead of `policy`): a local file, a control-plane URL, or both. */
@@ -86,6 +98,21 @@ const identity = z.strictObject({
   trustedPeers: z.array(z.string().min(1)).min(1).default(["127.0.0.1", "::1", "127.0.0.6"]),
 });
 
+/** A Kubernetes namespace name (RFC 1123 label). */
+const namespaceName = z.string().max(63).regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "expected a Kubernetes namespace name");
+const labels = z.record(z.string(), z.string());
+/** Istio's default root namespace. */
+export const DEFAULT_ROOT_NAMESPACE = "istio-system";
+
+const workload = z.strictObject({
+  /** Its namespace: only policies there and in the root namespace apply. Unset: every loaded policy applies. */
+  namespace: namespaceName.optional(),
+  /** Its labels, matched by policies' `selector.matchLabels`. */
+  labels: labels.optional(),
+  /** Istio's root namespace: its policies apply mesh-wide. */
+  rootNamespace: namespaceName.default(DEFAULT_ROOT_NAMESPACE),
+});
+
 export const configSchema = z.strictObject({
   /** host:port; in sidecar mode (identity.source xfcc) also unix:/path.sock. */
   listen: z.string().superRefine((value, ctx) => {
@@ -115,8 +142,10 @@ export const configSchema = z.strictObject({
   logRetention: longDuration.optional(),
   authz: authz.optional(),
   limits: limits.default(limits.parse({})),
-  /** Labels of this gateway workload, matched by policies' `selector.matchLabels`. */
-  workloadLabels: z.record(z.string(), z.string()).default({}),
+  /** This gateway as a workload of the mesh, which decides the policies that apply to it (Istio's scoping). */
+  workload: workload.optional(),
+  /** The older name of `workload.labels`. */
+  workloadLabels: labels.optional(),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "silent"]).default("info"),
 });
 
@@ -129,6 +158,7 @@ export interface RunnerConfig {
   models: string[];
   timeoutMs: number;
   maxConnections: number;
+  maxQueued: number;
 }
 
 export interface IdentityConfig {
@@ -163,6 +193,13 @@ export interface UploadConfig {
   ca: string | null;
 }
 
+export interface WorkloadConfig {
+  /** Absent: every loaded policy applies whatever its namespace. */
+  namespace?: string;
+  labels: Record<string, string>;
+  rootNamespace: string;
+}
+
 /** The validated configuration, with paths made absolute and durations in milliseconds. */
 export interface GatewayConfig {
   file: string;
@@ -183,7 +220,8 @@ export interface GatewayConfig {
   logRetentionMs: number | null;
   /** The ext_authz services (null: not configured). */
   authz: AuthzConfig | null;
-  limits: Parsed["limits"];
-  workloadLabels: Record<string, string>;
+  limits: Omit<Parsed["limits"], "bodyTimeout"> & { bodyTimeoutMs: number };
+  /** This gateway as a workload of the mesh: which policies apply to it. */
+  workload: WorkloadConfig;
   logLevel: Parsed["logLevel"];
 }

@@ -2,8 +2,11 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import type { Node } from "yaml";
 import { PolicyError } from "./error.ts";
 import { evaluate } from "./evaluate.ts";
+import { cidrProblem } from "./match.ts";
+import { normalizePath } from "./normalize.ts";
+import type { PathNormalization } from "./normalize.ts";
 import { openAIRequestFields } from "./openai.ts";
-import type { Decision, PolicyInput, PolicySet } from "./types.ts";
+import type { Decision, PolicyInput, PolicySet, Workload } from "./types.ts";
 
 /** What a person states about a request in `policy explain` or a test case. */
 export interface RequestSpec {
@@ -15,6 +18,18 @@ export interface RequestSpec {
   headers?: Readonly<Record<string, string>>;
   /** A parsed OpenAI request body; model, max_tokens, stream and the prompt size come from it. */
   body?: unknown;
+  /** The Host header (`hosts`). */
+  host?: string;
+  /** The port the request arrived on (`ports`, `destination.port`). */
+  port?: number;
+  /** The peer address (`ipBlocks`, `source.ip`). */
+  sourceIp?: string;
+  /** The original client address (`remoteIpBlocks`, `remote.ip`); the peer address when absent. */
+  remoteIp?: string;
+  /** The address the request arrived on (`destination.ip`). */
+  destinationIp?: string;
+  /** The TLS server name (`connection.sni`). */
+  sni?: string;
 }
 
 export interface Expectation {
@@ -28,6 +43,8 @@ export interface PolicyCase {
   line: number;
   request: RequestSpec;
   labels: Readonly<Record<string, string>>;
+  /** The gateway's namespace; absent: every policy applies whatever its namespace. */
+  namespace?: string;
   expect: Expectation;
 }
 
@@ -43,18 +60,49 @@ export function requestInput(spec: RequestSpec): PolicyInput {
   for (const [k, v] of Object.entries(spec.headers ?? {})) headers[k.toLowerCase()] = v;
   const p = spec.principal;
   return {
-    source: { principal: p ? (p.startsWith("spiffe://") ? p : `spiffe://${p}`) : null },
+    source: {
+      principal: p ? (p.startsWith("spiffe://") ? p : `spiffe://${p}`) : null,
+      ...(spec.sourceIp !== undefined ? { ip: spec.sourceIp } : {}),
+      ...(spec.remoteIp !== undefined ? { remoteIp: spec.remoteIp } : {}),
+    },
     request: {
       method: spec.method,
       path: spec.path,
       headers,
       ...fields,
       ...(spec.model !== undefined ? { model: spec.model } : {}),
+      ...(spec.host !== undefined ? { host: spec.host } : {}),
+      ...(spec.port !== undefined ? { port: spec.port } : {}),
+      ...(spec.destinationIp !== undefined ? { destinationIp: spec.destinationIp } : {}),
+      ...(spec.sni !== undefined ? { sni: spec.sni } : {}),
     },
   };
 }
 
-const CASE_FIELDS = new Set(["name", "principal", "method", "path", "model", "headers", "body", "labels", "expect"]);
+/** How the CLI decides a stated request as the mesh would. */
+export interface DecideOptions {
+  readonly workload?: Workload;
+  /** The mesh's path normalization, applied before the policy sees the path; BASE when absent (Istio's default). */
+  readonly pathNormalization?: PathNormalization;
+}
+
+/**
+ * Decides a stated request as the mesh does: the path normalized first (Envoy does it before Istio's policy runs; a
+ * path Envoy refuses outright is a DENY that no policy decided), then the policy of the gateway's workload.
+ */
+export function decideRequest(set: PolicySet, spec: RequestSpec, options: DecideOptions = {}): Decision {
+  const path = normalizePath(spec.path, options.pathNormalization ?? "BASE");
+  if (path === null) {
+    const reason = "the mesh refuses the path before any policy: Envoy answers 400 to a path with a NUL byte (raw or %00)";
+    return { decision: "DENY", policy: null, rule: null, reason, limits: {}, audit: false };
+  }
+  return evaluate(set, requestInput({ ...spec, path }), options.workload === undefined ? {} : { workload: options.workload });
+}
+
+const CASE_FIELDS = new Set([
+  "name", "principal", "method", "path", "model", "headers", "body", "host", "port", "sourceIp", "remoteIp", "destinationIp", "sni",
+  "namespace", "labels", "expect",
+]);
 const MAX_CASES_BYTES = 4 * 1024 * 1024;
 
 /** Parses a `cases:` file (see docs/policy.md); errors are PolicyErrors with file:line. */
@@ -118,17 +166,39 @@ export function parseCases(text: string, file: string): PolicyCase[] {
         fail(at("body"), `${where}.body is not valid JSON`);
       }
     }
+    const ip = (key: string): string | undefined => {
+      const v = str(key, false);
+      if (v !== undefined && (v.includes("/") || cidrProblem(v) !== null)) fail(at(key), `${where}.${key}: "${v}" is not an IP address`);
+      return v;
+    };
+    const port = value.port;
+    if (port !== undefined && !(typeof port === "number" && Number.isInteger(port) && port >= 1 && port <= 65535)) {
+      fail(at("port"), `${where}.port must be a port number (1-65535)`);
+    }
+    const stated: Partial<RequestSpec> = { model: str("model", false), host: str("host", false), sni: str("sni", false) };
+    stated.sourceIp = ip("sourceIp");
+    stated.remoteIp = ip("remoteIp");
+    stated.destinationIp = ip("destinationIp");
+    if (typeof port === "number") stated.port = port;
+    const optional = Object.fromEntries(Object.entries(stated).filter(([, v]) => v !== undefined)) as Partial<RequestSpec>;
     const principal = str("principal", false);
-    const model = str("model", false);
+    const namespace = str("namespace", false);
     const request: RequestSpec = {
       principal: principal ?? null,
       method: str("method", true) as string,
       path: str("path", true) as string,
       headers: strMap("headers"),
-      ...(model !== undefined ? { model } : {}),
+      ...optional,
       ...(body !== undefined ? { body } : {}),
     };
-    return { name, line: lineOf(item), request, labels: strMap("labels"), expect: parseExpect(value.expect, at("expect"), `${where}.expect`, fail) };
+    return {
+      name,
+      line: lineOf(item),
+      request,
+      labels: strMap("labels"),
+      ...(namespace !== undefined ? { namespace } : {}),
+      expect: parseExpect(value.expect, at("expect"), `${where}.expect`, fail),
+    };
   });
 }
 
@@ -152,9 +222,22 @@ function parseExpect(v: unknown, node: Node, where: string, fail: (n: unknown, d
   return out;
 }
 
-export function runCases(set: PolicySet, cases: readonly PolicyCase[]): CaseResult[] {
+/** Runs each case against its own workload: its `namespace` and `labels`, with the given root namespace. */
+export function runCases(
+  set: PolicySet,
+  cases: readonly PolicyCase[],
+  options: { readonly rootNamespace?: string; readonly pathNormalization?: PathNormalization } = {},
+): CaseResult[] {
   return cases.map((c) => {
-    const got = evaluate(set, requestInput(c.request), { workloadLabels: c.labels });
+    const workload: Workload = {
+      labels: c.labels,
+      ...(c.namespace !== undefined ? { namespace: c.namespace } : {}),
+      ...(options.rootNamespace !== undefined ? { rootNamespace: options.rootNamespace } : {}),
+    };
+    const got = decideRequest(set, c.request, {
+      workload,
+      ...(options.pathNormalization !== undefined ? { pathNormalization: options.pathNormalization } : {}),
+    });
     const e = c.expect;
     const passed =
       got.decision === e.decision &&

@@ -185,21 +185,34 @@ function toInt(n: number | undefined): bigint {
   return n !== undefined && Number.isFinite(n) ? BigInt(Math.trunc(n)) : 0n;
 }
 
-/** Trust domain, and the Kubernetes-style `/ns/<ns>/sa/<sa>` parts of a SPIFFE ID ("" where absent). */
+/**
+ * Trust domain, namespace and service account of a SPIFFE ID ("" where absent), read as Istio's matchers read them:
+ * the namespace is the first segment after a "/ns/" that is followed by a "/" (where `namespaces: [<it>]` matches),
+ * and the service account the segment after the first "sa/" segment behind it (where `serviceAccounts` matches).
+ * Istio matches a namespace or service account anywhere in the principal; CEL sees the first.
+ */
 export function splitPrincipal(principal: string): { trustDomain: string; namespace: string; serviceAccount: string } {
   const bare = principal.startsWith("spiffe://") ? principal.slice(9) : principal;
   const slash = bare.indexOf("/");
   const trustDomain = slash === -1 ? bare : bare.slice(0, slash);
-  const m = /^\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(slash === -1 ? "" : bare.slice(slash));
-  return { trustDomain, namespace: m?.[1] ?? namespaceOf(bare) ?? "", serviceAccount: m?.[2] ?? "" };
+  // In the SAN the ID follows "spiffe://", whose last "/" may begin the "/ns/" (a trust domain named "ns").
+  const id = `/${bare}`;
+  for (let i = id.indexOf("/ns/"); i !== -1; i = id.indexOf("/ns/", i + 1)) {
+    const start = i + 4;
+    const end = id.indexOf("/", start);
+    if (end === -1) break;
+    if (end > start) return { trustDomain, namespace: id.slice(start, end), serviceAccount: accountAfter(id, end + 1) };
+  }
+  return { trustDomain, namespace: "", serviceAccount: "" };
 }
 
-/** The `/ns/<ns>/` segment of an Istio-form principal, as Istio derives source.namespace. */
-export function namespaceOf(istioPrincipal: string): string | undefined {
-  const i = istioPrincipal.indexOf("/ns/");
-  if (i === -1) return undefined;
-  const start = i + 4;
-  const end = istioPrincipal.indexOf("/", start);
-  const ns = end === -1 ? istioPrincipal.slice(start) : istioPrincipal.slice(start, end);
-  return ns === "" ? undefined : ns;
+/** The segment after the first "sa" segment at or behind `from` (Istio's `(.+/|)sa/<sa>(/.+)?`), or "". */
+function accountAfter(bare: string, from: number): string {
+  for (let j = bare.indexOf("sa/", from); j !== -1; j = bare.indexOf("sa/", j + 1)) {
+    if (j !== from && !(j - from >= 2 && bare[j - 1] === "/")) continue;
+    const end = bare.indexOf("/", j + 3);
+    if (end === j + 3 || end === bare.length - 1) continue;
+    return end === -1 ? bare.slice(j + 3) : bare.slice(j + 3, end);
+  }
+  return "";
 }

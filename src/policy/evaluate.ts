@@ -1,22 +1,25 @@
 import type { CelInput } from "@bufbuild/cel";
-import { celBindings, namespaceOf } from "./cel.ts";
+import { celBindings } from "./cel.ts";
 import { fieldMatches } from "./match.ts";
 import { ruleIndex } from "./rule-index.ts";
 import type { Candidate } from "./rule-index.ts";
 import type {
   CompiledCondition,
   CompiledOperation,
-  CompiledPolicy,
   CompiledRule,
   CompiledSource,
   Decision,
   PolicyInput,
   PolicySet,
+  Workload,
 } from "./types.ts";
 
 export interface EvaluateOptions {
-  /** The gateway's own workload labels; policies whose selector does not match are ignored. */
-  workloadLabels?: Readonly<Record<string, string>>;
+  /**
+   * The gateway's own workload: only the policies of its namespace (or the root namespace) whose selector matches its
+   * labels apply. The applying rules are indexed once per set and workload, so pass the same object every time.
+   */
+  workload?: Workload;
   /**
    * Only rules marked `essential: true` may allow (the `restricted` stage of an expired policy bundle). DENY and
    * CUSTOM policies apply as always.
@@ -24,42 +27,31 @@ export interface EvaluateOptions {
   essentialOnly?: boolean;
 }
 
-const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
-const HOST_WITH_PORT = /^(\[[^\]]*\]|[^:]*):\d+$/;
-
 /** The attributes of one request, derived once per evaluation (CEL bindings only if a CEL condition runs). */
 class RequestView {
   readonly input: PolicyInput;
+  /** Istio form (no "spiffe://"); namespaces, service accounts and trust domains are all read from it. */
   readonly principal: string | undefined;
-  readonly namespace: string | undefined;
   readonly remoteIp: string | undefined;
   readonly path: string;
-  readonly host: string | undefined;
   /** The CEL failure of the rule being evaluated. */
   ruleFailure: string | null = null;
   /** The first CEL failure met by the current pass over one action's rules. */
   firstFailure: string | null = null;
+  /**
+   * The body has not been read: every attribute taken from it (the model, and whatever CEL reads) may still match.
+   * Only `couldAllow` sets it.
+   */
+  readonly bodyUnknown: boolean;
   private bindings: Record<string, CelInput> | null = null;
-  /** Parsed on first use: most policies do not constrain hosts. */
-  private bareHost: string | undefined | null = null;
 
-  constructor(input: PolicyInput) {
+  constructor(input: PolicyInput, bodyUnknown = false) {
     this.input = input;
+    this.bodyUnknown = bodyUnknown;
     const p = input.source.principal;
     this.principal = p ? (p.startsWith("spiffe://") ? p.slice(9) : p) : undefined;
-    this.namespace = this.principal === undefined ? undefined : namespaceOf(this.principal);
     this.remoteIp = input.source.remoteIp ?? input.source.ip;
     this.path = withoutQuery(input.request.path);
-    this.host = input.request.host;
-  }
-
-  /** The Host header without its port, when it has one. */
-  hostWithoutPort(): string | undefined {
-    if (this.bareHost === null) {
-      const m = this.host === undefined ? null : HOST_WITH_PORT.exec(this.host);
-      this.bareHost = m ? m[1] : undefined;
-    }
-    return this.bareHost;
   }
 
   cel(): Record<string, CelInput> {
@@ -79,18 +71,17 @@ class RequestView {
  * When several ALLOW rules match, the first in file order decides (and supplies the limits).
  */
 export function evaluate(set: PolicySet, input: PolicyInput, options: EvaluateOptions = {}): Decision {
-  const labels = options.workloadLabels ?? NO_LABELS;
   const view = new RequestView(input);
-  const index = ruleIndex(set);
+  const index = ruleIndex(set, options.workload);
 
-  const audit = firstMatch(index.audit.for(view.principal), labels, view) !== null;
+  const audit = firstMatch(index.audit.for(view.principal), view) !== null;
 
-  const custom = firstMatch(index.custom.for(view.principal), labels, view);
+  const custom = firstMatch(index.custom.for(view.principal), view);
   if (custom !== null) {
     return deny(custom, `CUSTOM authorization provider ${custom.policy.provider} is not available`, audit);
   }
 
-  const denied = firstMatch(index.deny.for(view.principal), labels, view);
+  const denied = firstMatch(index.deny.for(view.principal), view);
   if (denied !== null) {
     const failure = view.ruleFailure;
     const why = failure === null ? "" : ` (${failure}; a failed condition counts as a match in DENY)`;
@@ -98,7 +89,7 @@ export function evaluate(set: PolicySet, input: PolicyInput, options: EvaluateOp
   }
 
   const essentialOnly = options.essentialOnly === true;
-  const allowed = firstMatch(index.allow.for(view.principal), labels, view, essentialOnly);
+  const allowed = firstMatch(index.allow.for(view.principal), view, essentialOnly);
   if (allowed !== null) {
     const id = allowed.policy.id;
     return {
@@ -116,6 +107,16 @@ export function evaluate(set: PolicySet, input: PolicyInput, options: EvaluateOp
   return { decision: "DENY", policy: null, rule: null, reason: `${none}${why}`, limits: {}, audit };
 }
 
+/**
+ * Whether some ALLOW rule could still allow this request once its body is known: every rule is tried with what the
+ * body decides (the model, CEL conditions) taken as matching. False means the request is denied whatever its body
+ * says, so a gateway need not read (or wait for) the body to refuse it.
+ */
+export function couldAllow(set: PolicySet, input: PolicyInput, options: EvaluateOptions = {}): boolean {
+  const view = new RequestView(input, true);
+  return firstMatch(ruleIndex(set, options.workload).allow.for(view.principal), view, options.essentialOnly === true) !== null;
+}
+
 function withoutQuery(path: string): string {
   const q = path.indexOf("?");
   const h = path.indexOf("#");
@@ -127,32 +128,17 @@ function deny(c: Candidate, reason: string, audit: boolean): Decision {
   return { decision: "DENY", policy: c.policy.id, rule: c.index, reason, limits: {}, audit };
 }
 
-function applies(policy: CompiledPolicy, labels: Readonly<Record<string, string>>): boolean {
-  const want = policy.matchLabels;
-  if (want === null) return true;
-  for (const key in want) {
-    if (!Object.hasOwn(labels, key) || labels[key] !== want[key]) return false;
-  }
-  return true;
-}
-
 /**
- * The first matching rule among `candidates` (in file order) of the policies that apply, or null.
+ * The first matching rule among `candidates` (in file order; only policies that apply are candidates), or null.
  * Afterwards `view.ruleFailure` is the CEL failure of the matching rule and `view.firstFailure` the
  * first CEL failure met, which is what an ALLOW-less default deny explains.
  */
-function firstMatch(candidates: readonly Candidate[], labels: Readonly<Record<string, string>>, view: RequestView, essentialOnly = false): Candidate | null {
+function firstMatch(candidates: readonly Candidate[], view: RequestView, essentialOnly = false): Candidate | null {
   view.firstFailure = null;
-  let policy: CompiledPolicy | null = null;
-  let applied = false;
   for (const c of candidates) {
-    if (c.policy !== policy) {
-      policy = c.policy;
-      applied = applies(policy, labels);
-    }
-    if (!applied || (essentialOnly && !c.rule.essential)) continue;
+    if (essentialOnly && !c.rule.essential) continue;
     view.ruleFailure = null;
-    if (ruleMatches(c.rule, view, c.failedCelMatches, policy.id, c.index)) return c;
+    if (ruleMatches(c.rule, view, c.failedCelMatches, c.policy.id, c.index)) return c;
     view.firstFailure ??= view.ruleFailure;
   }
   return null;
@@ -167,6 +153,7 @@ function ruleMatches(rule: CompiledRule, view: RequestView, failedCelMatches: bo
       return false;
     }
   }
+  if (view.bodyUnknown) return true;
   for (const c of rule.when) {
     if (c.kind !== "cel") continue;
     const result = c.cel.evaluate(view.cel());
@@ -179,10 +166,13 @@ function ruleMatches(rule: CompiledRule, view: RequestView, failedCelMatches: bo
 }
 
 function anySource(sources: readonly CompiledSource[], view: RequestView): boolean {
+  const p = view.principal;
   for (const s of sources) {
     if (
-      fieldMatches(s.principals, view.principal) &&
-      fieldMatches(s.namespaces, view.namespace) &&
+      fieldMatches(s.principals, p) &&
+      fieldMatches(s.namespaces, p) &&
+      fieldMatches(s.serviceAccounts, p) &&
+      fieldMatches(s.trustDomains, p) &&
       // No JWT authentication in the gateway: the request principal is always absent.
       fieldMatches(s.requestPrincipals, undefined) &&
       fieldMatches(s.ipBlocks, view.input.source.ip) &&
@@ -200,25 +190,14 @@ function anyOperation(operations: readonly CompiledOperation[], view: RequestVie
     if (
       fieldMatches(o.methods, req.method) &&
       fieldMatches(o.paths, view.path) &&
-      hostMatches(o, view) &&
+      fieldMatches(o.hosts, req.host) &&
       fieldMatches(o.ports, req.port) &&
-      fieldMatches(o.models, req.model)
+      (view.bodyUnknown || fieldMatches(o.models, req.model))
     ) {
       return true;
     }
   }
   return false;
-}
-
-/** A host pattern matches the Host header with or without its port. */
-function hostMatches(o: CompiledOperation, view: RequestView): boolean {
-  const { values, notValues } = o.hosts;
-  if (values === null && notValues === null) return true;
-  const host = view.host;
-  const bare = view.hostWithoutPort();
-  if (values !== null && (host === undefined || !(values.test(host) || (bare !== undefined && values.test(bare))))) return false;
-  if (notValues !== null && host !== undefined && (notValues.test(host) || (bare !== undefined && notValues.test(bare)))) return false;
-  return true;
 }
 
 function conditionMatches(c: Extract<CompiledCondition, { kind: "key" }>, view: RequestView): boolean {
@@ -230,10 +209,10 @@ function conditionMatches(c: Extract<CompiledCondition, { kind: "key" }>, view: 
       return fieldMatches(c.match, view.input.source.ip);
     case "remote.ip":
       return fieldMatches(c.match, view.remoteIp);
-    case "source.namespace":
-      return fieldMatches(c.match, view.namespace);
     case "source.principal":
       return fieldMatches(c.match, view.principal);
+    case "destination.ip":
+      return fieldMatches(c.match, view.input.request.destinationIp);
     case "connection.sni":
       return fieldMatches(c.match, view.input.request.sni);
     case "absent":

@@ -1,8 +1,8 @@
 import { BlockList, isIP } from "node:net";
 
 /**
- * Istio's string matching: "exact", "prefix*", "*suffix", and "*" (any non-empty value).
- * Compiled once at load so the hot path only does Set lookups and startsWith/endsWith.
+ * Istio's string matching: "exact", "prefix*", "*suffix", and "*" (any non-empty value, or, for headers and hosts,
+ * any value at all). Compiled once at load so the hot path only does Set lookups and startsWith/endsWith.
  */
 export interface StringMatcher {
   test(value: string): boolean;
@@ -17,6 +17,11 @@ export interface StringMatcherOptions {
   readonly normalize?: (pattern: string) => string;
   /** Accept Istio's `{*}` / `{**}` path templates. */
   readonly pathTemplates?: boolean;
+  /**
+   * `"*"` matches an empty value too. Istio writes `"*"` on a header (hosts included) as Envoy's `present_match`, so
+   * a header sent empty is present; elsewhere `"*"` is the regex `.+`.
+   */
+  readonly presence?: boolean;
 }
 
 class ValueSet implements StringMatcher {
@@ -26,6 +31,7 @@ class ValueSet implements StringMatcher {
   readonly suffixes: readonly string[];
   readonly templates: readonly RegExp[];
   readonly caseInsensitive: boolean;
+  readonly presence: boolean;
   readonly exactValues: ReadonlySet<string> | null;
 
   constructor(patterns: readonly string[], options: StringMatcherOptions) {
@@ -49,13 +55,14 @@ class ValueSet implements StringMatcher {
     this.suffixes = suffixes;
     this.templates = templates;
     this.caseInsensitive = options.caseInsensitive === true;
+    this.presence = options.presence === true;
     const onlyExact = !any && prefixes.length === 0 && suffixes.length === 0 && templates.length === 0;
     this.exactValues = onlyExact && !this.caseInsensitive ? exact : null;
   }
 
   test(input: string): boolean {
+    if (this.any) return input !== "" || this.presence;
     if (input === "") return false;
-    if (this.any) return true;
     const value = this.caseInsensitive ? input.toLowerCase() : input;
     if (this.exact.has(value)) return true;
     for (const p of this.prefixes) if (value.startsWith(p)) return true;
@@ -73,31 +80,42 @@ export function isPathTemplate(pattern: string): boolean {
   return pattern.includes("{*}") || pattern.includes("{**}");
 }
 
+// RFC 3986 pchar without "*" (and with "="), the characters Envoy's URI template operators match and Istio
+// accepts in a template's literal segments.
+const PCHAR = "a-zA-Z0-9\\-._~%!$&'()+,;:@=";
+const LITERAL = new RegExp(`^[${PCHAR}]+$`);
+
 /**
- * Returns why a path template is invalid, or null. Istio (Envoy URI templates):
- * `{*}` matches exactly one segment, `{**}` one or more and only as the last operator;
- * each operator fills a whole segment.
+ * Returns why a path template is invalid, or null. As Istio validates it (and Envoy's URI template parser): each
+ * operator fills a whole segment, `{**}` is the last operator (literal segments may follow it), every other segment
+ * is literal pchar text, and only the last segment may be empty (a trailing "/").
  */
 export function pathTemplateProblem(pattern: string): string | null {
   if (!pattern.startsWith("/")) return "a path template must start with \"/\"";
   const segments = pattern.slice(1).split("/");
+  let textGlob = false;
   for (let i = 0; i < segments.length; i++) {
     const seg = segments[i] as string;
-    if (seg === "{**}") {
-      if (segments.slice(i + 1).some((s) => s === "{*}" || s === "{**}")) {
-        return "\"{**}\" must be the last operator in a path template";
-      }
-    } else if (seg !== "{*}" && (seg.includes("{") || seg.includes("}") || seg.includes("*"))) {
-      return `path template segment "${seg}" must be "{*}", "{**}" or literal text`;
+    if (seg === "{*}" || seg === "{**}") {
+      if (textGlob) return "\"{**}\" must be the last operator in a path template";
+      textGlob = seg === "{**}";
+    } else if (seg === "") {
+      if (i !== segments.length - 1) return "a path template must not have an empty segment (\"//\")";
+    } else if (!LITERAL.test(seg)) {
+      return `path template segment "${seg}" must be "{*}", "{**}" or literal text (letters, digits, and -._~%!$&'()+,;:@=)`;
     }
   }
   return null;
 }
 
+/**
+ * Envoy's URI template regex: `{*}` is one or more pchar (one segment, never empty), `{**}` zero or more pchar or
+ * "/" — so `/admin/{**}` covers `/admin/` and `/store/{**}/cart` covers `/store//cart`.
+ */
 function compilePathTemplate(pattern: string): RegExp {
   const segments = pattern.slice(1).split("/").map((seg) => {
-    if (seg === "{*}") return "[^/]+";
-    if (seg === "{**}") return ".+";
+    if (seg === "{*}") return `[${PCHAR}]+`;
+    if (seg === "{**}") return `[${PCHAR}/]*`;
     return seg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   });
   return new RegExp(`^/${segments.join("/")}$`);

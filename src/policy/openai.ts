@@ -1,3 +1,153 @@
+import { z } from "zod";
+
+/**
+ * One view of an OpenAI-style request that the policy, the limits, the budgets and the body forwarded to the runner
+ * all share. Runners read the length of an answer from different fields, in different orders (llama.cpp's server
+ * takes `n_predict` before `max_tokens`, Ollama `options.num_predict`, TGI `max_new_tokens`, OpenAI and vLLM
+ * `max_completion_tokens` or `max_tokens`), so every one of them is read here, they must agree, and the forwarded
+ * body carries the gateway's cap in all of them.
+ */
+
+/** The inference routes: a request on any other path carries no OpenAI body. */
+export type InferencePath = "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings";
+export const INFERENCE_PATHS: readonly InferencePath[] = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
+
+/** Fields that bound how many tokens a runner generates per choice (top level). */
+export const TOKEN_BOUND_FIELDS = ["max_tokens", "max_completion_tokens", "n_predict", "max_new_tokens"] as const;
+/** Ollama's option object, whose `num_predict` bounds the answer too. */
+const OLLAMA_BOUND = "num_predict";
+
+/** OpenAI's own ceiling on `n`. */
+export const MAX_CHOICES = 128;
+const MAX_TOKEN_COUNT = 2 ** 31 - 1;
+
+export interface InferenceRequest {
+  readonly path: InferencePath;
+  readonly model: string;
+  readonly stream: boolean;
+  readonly includeUsage: boolean;
+  /** The tokens per choice the caller asked for (every bound field agrees on it); undefined when none was set. */
+  readonly maxTokens: number | undefined;
+  /** Choices returned (`n`, default 1). */
+  readonly choices: number;
+  /** Sequences the runner generates to answer: the larger of `n` and `best_of`. */
+  readonly sequences: number;
+  /** ceil(characters / 4) of the prompt, messages or input. */
+  readonly promptTokens: number;
+  /** The parsed body, as received. */
+  readonly body: Readonly<Record<string, unknown>>;
+}
+
+/** A body the gateway refuses, with the gateway error code it maps to. */
+export class OpenAIRequestError extends Error {
+  readonly code: "invalid_request" | "contradictory_token_limits";
+  constructor(code: OpenAIRequestError["code"], message: string) {
+    super(message);
+    this.name = "OpenAIRequestError";
+    this.code = code;
+  }
+}
+
+const content = z.union([z.string(), z.array(z.looseObject({ type: z.string() })), z.null()]);
+const common = {
+  model: z.string().min(1).max(256),
+  stream: z.boolean().nullable().optional(),
+  stream_options: z.looseObject({ include_usage: z.boolean().optional() }).nullable().optional(),
+};
+const promptShape = z.union([z.string(), z.array(z.string()), z.array(z.number().int()), z.array(z.array(z.number().int()))]);
+const shapes: Record<InferencePath, z.ZodType<Record<string, unknown>>> = {
+  "/v1/chat/completions": z.looseObject({
+    ...common,
+    messages: z.array(z.looseObject({ role: z.string().min(1), content: content.optional() })).min(1),
+  }),
+  "/v1/completions": z.looseObject({ ...common, prompt: promptShape }),
+  "/v1/embeddings": z.looseObject({ model: z.string().min(1).max(256), input: promptShape }),
+};
+
+/** Reads and checks a parsed body for `path`; an OpenAIRequestError names the field at fault. */
+export function readInferenceRequest(path: InferencePath, body: Record<string, unknown>): InferenceRequest {
+  const result = shapes[path].safeParse(body);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const field = issue.path.map(String).join(".") || "body";
+    throw new OpenAIRequestError("invalid_request", `${field}: ${issue.message}`);
+  }
+  const stream = body.stream === true;
+  if (path === "/v1/embeddings") {
+    if (stream) throw new OpenAIRequestError("invalid_request", "stream: embeddings cannot be streamed");
+    return { path, model: body.model as string, stream: false, includeUsage: false, maxTokens: undefined, choices: 1, sequences: 1, promptTokens: promptTokens(body), body };
+  }
+  const bound = tokenBound(body);
+  if (!bound.ok) throw new OpenAIRequestError(bound.code, bound.message);
+  const choices = count(body, "n", MAX_CHOICES) ?? 1;
+  const bestOf = count(body, "best_of", MAX_CHOICES);
+  return {
+    path,
+    model: body.model as string,
+    stream,
+    includeUsage: (body.stream_options as { include_usage?: boolean } | null | undefined)?.include_usage === true,
+    maxTokens: bound.value,
+    choices,
+    sequences: Math.max(choices, bestOf ?? 1),
+    promptTokens: promptTokens(body),
+    body,
+  };
+}
+
+/**
+ * The body to forward: the caller's, with `max_tokens` set to `cap` and every other bound field the caller sent set
+ * to `cap` too, so that whichever one the runner reads, it generates at most `cap` tokens per sequence. Embeddings
+ * are forwarded as they came.
+ */
+export function boundedBody(request: InferenceRequest, cap: number): Record<string, unknown> {
+  if (request.path === "/v1/embeddings") return request.body as Record<string, unknown>;
+  const out: Record<string, unknown> = { ...request.body };
+  for (const field of TOKEN_BOUND_FIELDS) if (field !== "max_tokens" && Object.hasOwn(out, field)) out[field] = cap;
+  out.max_tokens = cap;
+  const options = out.options;
+  if (isRecord(options) && Object.hasOwn(options, OLLAMA_BOUND)) out.options = { ...options, [OLLAMA_BOUND]: cap };
+  return out;
+}
+
+type Bound = { ok: true; value: number | undefined } | { ok: false; code: OpenAIRequestError["code"]; message: string };
+
+/** The tokens per choice the body asks for: every bound field present must be a positive integer, and all agree. */
+function tokenBound(body: Record<string, unknown>): Bound {
+  let value: number | undefined;
+  let from = "";
+  const consider = (name: string, v: unknown): Bound | null => {
+    if (v === undefined || v === null) return null;
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 1 || v > MAX_TOKEN_COUNT) {
+      return { ok: false, code: "invalid_request", message: `${name}: must be a positive integer (at most ${MAX_TOKEN_COUNT})` };
+    }
+    if (value !== undefined && v !== value) {
+      return { ok: false, code: "contradictory_token_limits", message: `${from} is ${value} but ${name} is ${v}: send one bound on the answer's length, or the same value in each` };
+    }
+    value = v;
+    from = name;
+    return null;
+  };
+  for (const field of TOKEN_BOUND_FIELDS) {
+    const problem = consider(field, body[field]);
+    if (problem !== null) return problem;
+  }
+  if (body.options !== undefined && body.options !== null) {
+    if (!isRecord(body.options)) return { ok: false, code: "invalid_request", message: "options: must be an object" };
+    const problem = consider(`options.${OLLAMA_BOUND}`, body.options[OLLAMA_BOUND]);
+    if (problem !== null) return problem;
+  }
+  return { ok: true, value };
+}
+
+function count(body: Record<string, unknown>, name: string, max: number): number | undefined {
+  const v = body[name];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 1 || v > max) {
+    throw new OpenAIRequestError("invalid_request", `${name}: must be an integer from 1 to ${max}`);
+  }
+  return v;
+}
+
 /** What the policy needs from an OpenAI-style request body. */
 export interface OpenAIRequestFields {
   model?: string;
@@ -6,13 +156,21 @@ export interface OpenAIRequestFields {
   promptTokens?: number;
 }
 
-/** Content nested deeper than this is not counted: real bodies are shallow, hostile ones need not be walked. */
-const MAX_DEPTH = 8;
+/** The policy's view of a checked request; `defaultMaxTokens` is what a request that sets no bound is given. */
+export function policyFields(request: InferenceRequest, defaultMaxTokens?: number): OpenAIRequestFields {
+  const maxTokens = request.maxTokens ?? defaultMaxTokens;
+  return {
+    model: request.model,
+    stream: request.stream,
+    promptTokens: request.promptTokens,
+    ...(maxTokens === undefined || request.path === "/v1/embeddings" ? {} : { maxTokens }),
+  };
+}
 
 /**
- * Reads model, max_tokens (or max_completion_tokens), stream and a prompt-token estimate
- * (ceil(characters / 4)) from a parsed chat/completions/embeddings body. Never throws:
- * anything of the wrong shape is simply left out.
+ * The policy's view of a body that was not checked against a route (`policy explain --body`, test cases): never
+ * throws, leaves out what has the wrong shape. Bound fields that disagree yield the largest, the most a runner
+ * could be asked for.
  */
 export function openAIRequestFields(body: unknown): OpenAIRequestFields {
   try {
@@ -25,32 +183,34 @@ export function openAIRequestFields(body: unknown): OpenAIRequestFields {
 
 function readFields(body: unknown): OpenAIRequestFields {
   const out: OpenAIRequestFields = {};
-  if (typeof body !== "object" || body === null || Array.isArray(body)) return out;
-  const b = body as Record<string, unknown>;
-  if (typeof b.model === "string") out.model = b.model;
-  const max = isCount(b.max_tokens) ? b.max_tokens : isCount(b.max_completion_tokens) ? b.max_completion_tokens : undefined;
-  if (max !== undefined) out.maxTokens = max;
-  if (typeof b.stream === "boolean") out.stream = b.stream;
-  let chars = 0;
-  let seen = false;
-  if (Array.isArray(b.messages)) {
-    seen = true;
-    for (const m of b.messages) {
-      if (typeof m === "object" && m !== null) chars += textLength((m as Record<string, unknown>).content, 0);
-    }
-  }
-  for (const field of ["prompt", "input"] as const) {
-    if (b[field] !== undefined) {
-      seen = true;
-      chars += textLength(b[field], 0);
-    }
-  }
-  if (seen) out.promptTokens = Math.ceil(chars / 4);
+  if (!isRecord(body)) return out;
+  if (typeof body.model === "string") out.model = body.model;
+  const bounds = [...TOKEN_BOUND_FIELDS.map((f) => body[f]), isRecord(body.options) ? body.options[OLLAMA_BOUND] : undefined];
+  for (const v of bounds) if (isCount(v) && (out.maxTokens === undefined || v > out.maxTokens)) out.maxTokens = v;
+  if (typeof body.stream === "boolean") out.stream = body.stream;
+  if (Array.isArray(body.messages) || body.prompt !== undefined || body.input !== undefined) out.promptTokens = promptTokens(body);
   return out;
+}
+
+/** Content nested deeper than this is not counted: real bodies are shallow, hostile ones need not be walked. */
+const MAX_DEPTH = 8;
+
+/** ceil(characters / 4) of the messages' content, the prompt and the input. */
+function promptTokens(b: Record<string, unknown>): number {
+  let chars = 0;
+  if (Array.isArray(b.messages)) {
+    for (const m of b.messages) if (isRecord(m)) chars += textLength(m.content, 0);
+  }
+  for (const field of ["prompt", "input"] as const) if (b[field] !== undefined) chars += textLength(b[field], 0);
+  return Math.ceil(chars / 4);
 }
 
 function isCount(v: unknown): v is number {
   return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 /** Characters of text in a content value: a string, an array of strings or parts ({type:"text", text}), or token ids. */
@@ -64,9 +224,6 @@ function textLength(v: unknown, depth: number): number {
     for (const item of v) n += textLength(item, depth + 1);
     return n;
   }
-  if (typeof v === "object" && v !== null) {
-    const text = (v as Record<string, unknown>).text;
-    return typeof text === "string" ? text.length : 0;
-  }
+  if (isRecord(v)) return typeof v.text === "string" ? v.text.length : 0;
   return 0;
 }

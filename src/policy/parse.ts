@@ -11,6 +11,7 @@ import {
   PortMatcher,
 } from "./match.ts";
 import type { StringMatcherOptions } from "./match.ts";
+import { NamespaceMatcher, ServiceAccountMatcher, serviceAccountProblem, TrustDomainMatcher, trustDomainProblem } from "./principal-match.ts";
 import type {
   Action,
   CompiledCondition,
@@ -53,6 +54,10 @@ const SOURCE_FIELDS: Fields = {
   notRequestPrincipals: "istio",
   namespaces: "istio",
   notNamespaces: "istio",
+  serviceAccounts: "istio",
+  notServiceAccounts: "istio",
+  trustDomains: "istio",
+  notTrustDomains: "istio",
   ipBlocks: "istio",
   notIpBlocks: "istio",
   remoteIpBlocks: "istio",
@@ -71,11 +76,12 @@ const OPERATION_FIELDS: Fields = {
   notModels: "edgeward",
 };
 const CONDITION_FIELDS: Fields = { key: "istio", values: "istio", notValues: "istio", cel: "edgeward" };
-const LIMIT_FIELDS: Fields = { maxTokens: "edgeward", requestsPerMinute: "edgeward", tokensPerMinute: "edgeward" };
+const LIMIT_FIELDS: Fields = { maxTokens: "edgeward", maxChoices: "edgeward", requestsPerMinute: "edgeward", tokensPerMinute: "edgeward" };
 
 const stripSpiffe = (p: string): string => (p.startsWith("spiffe://") ? p.slice(9) : p);
 const PRINCIPAL_OPTIONS: StringMatcherOptions = { normalize: stripSpiffe };
-const HOST_OPTIONS: StringMatcherOptions = { caseInsensitive: true };
+const HOST_OPTIONS: StringMatcherOptions = { caseInsensitive: true, presence: true };
+const HEADER_OPTIONS: StringMatcherOptions = { presence: true };
 const PATH_OPTIONS: StringMatcherOptions = { pathTemplates: true };
 
 /** Reads one file's YAML nodes, failing with the exact line of the first defect. */
@@ -83,6 +89,8 @@ class Reader {
   readonly file: string;
   readonly lines: LineCounter;
   apiVersion = "";
+  /** The namespace of the policy being compiled: a `serviceAccounts` value without one names an account there. */
+  namespace = "default";
 
   constructor(file: string, lines: LineCounter) {
     this.file = file;
@@ -243,10 +251,13 @@ function compilePolicy(r: Reader, root: Node): CompiledPolicy {
   const name = r.nonEmptyString(nameField.value, "metadata.name");
   const nsField = meta.get("namespace");
   const namespace = nsField ? r.nonEmptyString(nsField.value, "metadata.namespace") : "default";
-  for (const f of ["labels", "annotations"]) {
-    const m = meta.get(f);
-    if (m) r.stringMap(m.value, `metadata.${f}`);
-  }
+  r.namespace = namespace;
+  const labelsField = meta.get("labels");
+  if (labelsField) r.stringMap(labelsField.value, "metadata.labels");
+  const annotationsField = meta.get("annotations");
+  const annotations = annotationsField ? r.stringMap(annotationsField.value, "metadata.annotations") : {};
+  // Istio evaluates a dry-run policy only to log what it would have decided; it never enforces it.
+  const dryRun = annotations["istio.io/dry-run"]?.toLowerCase() === "true";
 
   const specField = top.get("spec");
   const spec = specField && specField.value !== null && !(isScalar(specField.value) && specField.value.value === null)
@@ -294,10 +305,12 @@ function compilePolicy(r: Reader, root: Node): CompiledPolicy {
 
   return {
     id: `${namespace}/${name}`,
+    namespace,
     apiVersion,
     action,
     provider,
     matchLabels,
+    dryRun,
     rules,
     file: r.file,
     line: r.lineOf(root),
@@ -397,13 +410,45 @@ function portsAsStrings(node: Node | null): void {
 function compileSource(r: Reader, node: Node | null, where: string): CompiledSource {
   const f = r.fields(node, where, SOURCE_FIELDS);
   if (f.size === 0) r.fail("empty-value", node, `${where} must set at least one field`);
+  const accounts = f.get("serviceAccounts") ?? f.get("notServiceAccounts");
+  if (accounts) {
+    const other = ["principals", "notPrincipals", "namespaces", "notNamespaces"].find((name) => f.has(name));
+    if (other !== undefined) r.fail("service-accounts", accounts.pair, `${where}: serviceAccounts cannot be combined with ${other} (as in Istio)`);
+  }
   const strings = (options: StringMatcherOptions) => (values: string[]) => compileStringMatcher(values, options);
   return {
     principals: pairOf(r, f, "principals", where, strings(PRINCIPAL_OPTIONS)),
     requestPrincipals: pairOf(r, f, "requestPrincipals", where, strings({})),
-    namespaces: pairOf(r, f, "namespaces", where, strings({})),
+    namespaces: pairOf(r, f, "namespaces", where, (values) => new NamespaceMatcher(values)),
+    serviceAccounts: pairOf(r, f, "serviceAccounts", where, serviceAccounts(r)),
+    trustDomains: pairOf(r, f, "trustDomains", where, trustDomains(r, true)),
     ipBlocks: pairOf(r, f, "ipBlocks", where, ipBlocks(r)),
     remoteIpBlocks: pairOf(r, f, "remoteIpBlocks", where, ipBlocks(r)),
+  };
+}
+
+/** Istio's limit on `serviceAccounts` values per list. */
+const MAX_SERVICE_ACCOUNTS = 16;
+
+function serviceAccounts(r: Reader) {
+  return (values: string[], node: Node | null, path: string): ServiceAccountMatcher => {
+    if (values.length > MAX_SERVICE_ACCOUNTS) r.fail("service-accounts", node, `${path}: at most ${MAX_SERVICE_ACCOUNTS} service accounts (as in Istio)`);
+    values.forEach((v, i) => {
+      const problem = serviceAccountProblem(v);
+      if (problem !== null) r.fail("service-accounts", itemNode(node, i), `${path}[${i}]: ${problem}`);
+    });
+    return new ServiceAccountMatcher(values, r.namespace);
+  };
+}
+
+/** `from.source.trustDomains` refuses a "/" as Istio does; the `source.trustDomain` condition only checks wildcards. */
+function trustDomains(r: Reader, source: boolean) {
+  return (values: string[], node: Node | null, path: string): TrustDomainMatcher => {
+    values.forEach((v, i) => {
+      const problem = trustDomainProblem(v, source);
+      if (problem !== null) r.fail("trust-domains", itemNode(node, i), `${path}[${i}]: ${problem}`);
+    });
+    return new TrustDomainMatcher(values);
   };
 }
 
@@ -435,13 +480,28 @@ function compileOperation(r: Reader, node: Node | null, where: string): Compiled
 
 const HEADER_KEY = /^request\.headers\[([^\]]+)\]$/;
 const AUTH_KEY = /^request\.auth\.(principal|audiences|presenter|claims(\[[^\]]+\])+)$/;
-const SIMPLE_KEYS: Readonly<Record<string, ConditionAttribute>> = {
-  "source.ip": { kind: "source.ip" },
-  "remote.ip": { kind: "remote.ip" },
-  "source.namespace": { kind: "source.namespace" },
-  "source.principal": { kind: "source.principal" },
-  "connection.sni": { kind: "connection.sni" },
+
+type Compile = (values: string[], node: Node | null, path: string) => TextMatcher;
+
+/** Istio's condition keys other than headers, request.auth.* and destination.port: what each reads and how it matches. */
+const SIMPLE_KEYS: Readonly<Record<string, (r: Reader) => { attribute: ConditionAttribute; compile: Compile }>> = {
+  "source.ip": (r) => ({ attribute: { kind: "source.ip" }, compile: ipBlocks(r) }),
+  "remote.ip": (r) => ({ attribute: { kind: "remote.ip" }, compile: ipBlocks(r) }),
+  "destination.ip": (r) => ({ attribute: { kind: "destination.ip" }, compile: ipBlocks(r) }),
+  "source.namespace": () => ({ attribute: { kind: "source.principal" }, compile: (values) => new NamespaceMatcher(values) }),
+  "source.serviceAccount": (r) => ({ attribute: { kind: "source.principal" }, compile: serviceAccounts(r) }),
+  "source.trustDomain": (r) => ({ attribute: { kind: "source.principal" }, compile: trustDomains(r, false) }),
+  "source.principal": () => ({ attribute: { kind: "source.principal" }, compile: (values) => compileStringMatcher(values, PRINCIPAL_OPTIONS) }),
+  "connection.sni": () => ({ attribute: { kind: "connection.sni" }, compile: (values) => compileStringMatcher(values) }),
 };
+
+/** Keys Istio itself refuses in AuthorizationPolicy, with its reason. */
+const REFUSED_KEYS: readonly [RegExp, string][] = [
+  [/^experimental\.envoy\.filters\./, "reads Envoy filter metadata, which the gateway does not have"],
+  [/^destination\.namespace$/, "is replaced by metadata.namespace (as in Istio)"],
+  [/^destination\.labels\[/, "is replaced by spec.selector (as in Istio)"],
+  [/^destination\.(name|user)$/, "was removed with Istio's v1alpha1 RBAC"],
+];
 
 function compileCondition(r: Reader, node: Node, where: string): CompiledCondition {
   const f = r.fields(node, where, CONDITION_FIELDS);
@@ -469,23 +529,23 @@ function compileCondition(r: Reader, node: Node, where: string): CompiledConditi
     return { kind: "port", key, match: pairOf(r, f, "values", where, ports(r)) };
   }
   const header = HEADER_KEY.exec(key);
-  let attribute: ConditionAttribute;
-  if (header) attribute = { kind: "header", name: (header[1] as string).toLowerCase() };
-  else if (AUTH_KEY.test(key)) attribute = { kind: "absent" };
-  else {
-    const simple = SIMPLE_KEYS[key];
-    if (simple === undefined) {
-      r.fail(
-        "condition-key",
-        keyField.value,
-        `${where}.key: unknown key "${key}" (known: request.headers[<name>], ${Object.keys(SIMPLE_KEYS).join(", ")}, destination.port, request.auth.*)`,
-      );
-    }
-    attribute = simple;
+  if (header) {
+    const compile: Compile = (values) => compileStringMatcher(values, HEADER_OPTIONS);
+    return { kind: "key", key, attribute: { kind: "header", name: (header[1] as string).toLowerCase() }, match: pairOf(r, f, "values", where, compile) };
   }
-  const compile: (values: string[], node: Node | null, path: string) => TextMatcher =
-    attribute.kind === "source.ip" || attribute.kind === "remote.ip"
-      ? ipBlocks(r)
-      : (values: string[]) => compileStringMatcher(values, attribute.kind === "source.principal" ? PRINCIPAL_OPTIONS : {});
+  if (AUTH_KEY.test(key)) {
+    return { kind: "key", key, attribute: { kind: "absent" }, match: pairOf(r, f, "values", where, (values) => compileStringMatcher(values)) };
+  }
+  const simple = Object.hasOwn(SIMPLE_KEYS, key) ? SIMPLE_KEYS[key] : undefined;
+  if (simple === undefined) {
+    const refused = REFUSED_KEYS.find(([pattern]) => pattern.test(key));
+    if (refused !== undefined) r.fail("condition-key", keyField.value, `${where}.key: "${key}" ${refused[1]}`);
+    r.fail(
+      "condition-key",
+      keyField.value,
+      `${where}.key: unknown key "${key}" (known: request.headers[<name>], ${Object.keys(SIMPLE_KEYS).join(", ")}, destination.port, request.auth.*)`,
+    );
+  }
+  const { attribute, compile } = simple(r);
   return { kind: "key", key, attribute, match: pairOf(r, f, "values", where, compile) };
 }

@@ -1,4 +1,5 @@
-import type { Action, CompiledPolicy, CompiledRule, PolicySet } from "./types.ts";
+import { appliesTo } from "./scope.ts";
+import type { Action, CompiledPolicy, CompiledRule, PolicySet, Workload } from "./types.ts";
 
 /** One rule of the set, with what the evaluator needs when it decides. */
 export interface Candidate {
@@ -71,20 +72,45 @@ export interface RuleIndex {
   readonly allow: ActionRules;
 }
 
-// Built on a set's first evaluation and kept as long as the set lives; a PolicySet is immutable.
-const indexes = new WeakMap<PolicySet, RuleIndex>();
+/** The indexes of one set: by workload object, and by the workload's content for callers that build a new one each time. */
+interface SetIndexes {
+  readonly byObject: WeakMap<Workload, RuleIndex>;
+  readonly byContent: Map<string, RuleIndex>;
+}
 
-export function ruleIndex(set: PolicySet): RuleIndex {
-  let index = indexes.get(set);
+// Built on a set's first evaluation for a workload and kept as long as the set lives; a PolicySet is immutable.
+const indexes = new WeakMap<PolicySet, SetIndexes>();
+const NO_WORKLOAD: Workload = Object.freeze({});
+
+/**
+ * The rules of the policies that apply to the workload (Istio's namespace and selector scoping, resolved here once
+ * rather than per request), indexed per action.
+ */
+export function ruleIndex(set: PolicySet, workload: Workload = NO_WORKLOAD): RuleIndex {
+  let forSet = indexes.get(set);
+  if (forSet === undefined) indexes.set(set, (forSet = { byObject: new WeakMap(), byContent: new Map() }));
+  let index = forSet.byObject.get(workload);
   if (index === undefined) {
-    const rulesOf = (action: Action) =>
-      new ActionRules(
-        set.policies
-          .filter((policy) => policy.action === action)
-          .flatMap((policy) => policy.rules.map((rule, i) => ({ policy, rule, index: i, failedCelMatches: action !== "ALLOW" }))),
-      );
-    index = { audit: rulesOf("AUDIT"), custom: rulesOf("CUSTOM"), deny: rulesOf("DENY"), allow: rulesOf("ALLOW") };
-    indexes.set(set, index);
+    const key = contentKey(workload);
+    index = forSet.byContent.get(key);
+    if (index === undefined) forSet.byContent.set(key, (index = buildIndex(set, workload)));
+    forSet.byObject.set(workload, index);
   }
   return index;
+}
+
+function contentKey(w: Workload): string {
+  const labels = w.labels ?? {};
+  return JSON.stringify([w.namespace ?? null, w.rootNamespace ?? null, Object.keys(labels).sort().map((k) => [k, labels[k]])]);
+}
+
+function buildIndex(set: PolicySet, workload: Workload): RuleIndex {
+  const applying = set.policies.filter((policy) => appliesTo(policy, workload));
+  const rulesOf = (action: Action) =>
+    new ActionRules(
+      applying
+        .filter((policy) => policy.action === action)
+        .flatMap((policy) => policy.rules.map((rule, i) => ({ policy, rule, index: i, failedCelMatches: action !== "ALLOW" }))),
+    );
+  return { audit: rulesOf("AUDIT"), custom: rulesOf("CUSTOM"), deny: rulesOf("DENY"), allow: rulesOf("ALLOW") };
 }

@@ -15,6 +15,8 @@ export interface PolicyInput {
     host?: string;
     port?: number;
     sni?: string;
+    /** The address the request arrived on (Istio's `destination.ip`); absent where the listener does not know it. */
+    destinationIp?: string;
     /** Header names are lowercase. */
     headers: Readonly<Record<string, string>>;
     model?: string;
@@ -26,6 +28,8 @@ export interface PolicyInput {
 
 export interface Limits {
   maxTokens?: number;
+  /** Most choices (`n`, `best_of`) one request may have generated. */
+  maxChoices?: number;
   requestsPerMinute?: number;
   tokensPerMinute?: number;
 }
@@ -51,10 +55,23 @@ export interface FieldMatch<M> {
   readonly notValues: M | null;
 }
 
+/** The gateway's own workload, as Istio scopes policies to it. */
+export interface Workload {
+  /** The Kubernetes namespace; absent: every loaded policy applies whatever its namespace (no Istio scoping). */
+  readonly namespace?: string;
+  /** Matched by `selector.matchLabels`; absent: no labels. */
+  readonly labels?: Readonly<Record<string, string>>;
+  /** Policies here apply mesh-wide (Istio's root namespace); `istio-system` when absent. */
+  readonly rootNamespace?: string;
+}
+
 export interface CompiledSource {
   readonly principals: FieldMatch<StringMatcher>;
   readonly requestPrincipals: FieldMatch<StringMatcher>;
-  readonly namespaces: FieldMatch<StringMatcher>;
+  /** Namespaces, service accounts and trust domains are all read from the caller's principal, as Istio does. */
+  readonly namespaces: FieldMatch<TextMatcher>;
+  readonly serviceAccounts: FieldMatch<TextMatcher>;
+  readonly trustDomains: FieldMatch<TextMatcher>;
   readonly ipBlocks: FieldMatch<IpMatcher>;
   readonly remoteIpBlocks: FieldMatch<IpMatcher>;
 }
@@ -72,8 +89,8 @@ export type ConditionAttribute =
   | { readonly kind: "header"; readonly name: string }
   | { readonly kind: "source.ip" }
   | { readonly kind: "remote.ip" }
-  | { readonly kind: "source.namespace" }
   | { readonly kind: "source.principal" }
+  | { readonly kind: "destination.ip" }
   | { readonly kind: "connection.sni" }
   | { readonly kind: "absent" };
 
@@ -107,12 +124,16 @@ export interface CompiledRule {
 export interface CompiledPolicy {
   /** "<namespace>/<name>". */
   readonly id: string;
+  /** `metadata.namespace` ("default" when absent): where the policy applies. */
+  readonly namespace: string;
   readonly apiVersion: string;
   readonly action: Action;
   /** CUSTOM only: the extension provider's name. */
   readonly provider: string | null;
   /** null: no selector, applies to every workload. */
   readonly matchLabels: Readonly<Record<string, string>> | null;
+  /** `istio.io/dry-run: "true"`: never enforced. */
+  readonly dryRun: boolean;
   readonly rules: readonly CompiledRule[];
   readonly file: string;
   readonly line: number;

@@ -32,13 +32,32 @@ test("the minimal documented form loads, with paths relative to the config file 
   assert.deepEqual(c.trustBundles, { "example.org": join(dir, "certs/ca.pem") });
   assert.deepEqual(c.policy, [join(dir, "policy.yaml")]);
   assert.equal(c.decisionLog, join(dir, "data/decisions.log"));
-  assert.deepEqual(c.runners, [{ name: "local", url: "http://127.0.0.1:8000", models: ["mistral-7b-instruct"], timeoutMs: 60_000, maxConnections: 64 }]);
-  assert.deepEqual(c.limits, { maxBodyBytes: 1048576, maxTokens: 1024 });
+  assert.deepEqual(c.runners, [{ name: "local", url: "http://127.0.0.1:8000", models: ["mistral-7b-instruct"], timeoutMs: 60_000, maxConnections: 64, maxQueued: 64 }]);
+  assert.deepEqual(c.limits, {
+    maxBodyBytes: 1048576, maxTokens: 1024, maxChoices: 1, bodyTimeoutMs: 30_000,
+    maxConnections: 1024, maxConnectionsPerPrincipal: 128, maxInflight: 256, maxInflightPerPrincipal: 64,
+  });
 });
 
 test("the committed example config is valid", async () => {
   const c = await loadConfig(new URL("../../examples/edgeward.yaml", import.meta.url).pathname);
   assert.ok(c.runners.length >= 1);
+});
+
+test("workload: the gateway's namespace, labels and root namespace; without it no namespace and no labels", () => {
+  const c = parseConfig({ ...base(), workload: { namespace: "edge", labels: { app: "edge-gateway" } } }, "/x.yaml");
+  assert.deepEqual(c.workload, { namespace: "edge", labels: { app: "edge-gateway" }, rootNamespace: "istio-system" });
+  const rooted = parseConfig({ ...base(), workload: { namespace: "edge", rootNamespace: "mesh-root" } }, "/x.yaml");
+  assert.deepEqual(rooted.workload, { namespace: "edge", labels: {}, rootNamespace: "mesh-root" });
+  assert.deepEqual(parseConfig(base(), "/x.yaml").workload, { labels: {}, rootNamespace: "istio-system" });
+});
+
+test("workloadLabels, the older name of workload.labels, still works, also beside workload.namespace", () => {
+  assert.deepEqual(parseConfig({ ...base(), workloadLabels: { app: "gw" } }, "/x.yaml").workload, { labels: { app: "gw" }, rootNamespace: "istio-system" });
+  assert.deepEqual(
+    parseConfig({ ...base(), workloadLabels: { app: "gw" }, workload: { namespace: "edge" } }, "/x.yaml").workload,
+    { namespace: "edge", labels: { app: "gw" }, rootNamespace: "istio-system" },
+  );
 });
 
 test("unix socket runner URLs resolve relative to the config", () => {
@@ -65,12 +84,18 @@ const bad: [string, Record<string, unknown>, string][] = [
   ["duplicate runner", { runners: [{ name: "a", url: "http://x:1", models: ["m"] }, { name: "a", url: "http://x:2", models: ["n"] }] }, 'config: runners[1].name: duplicate runner name "a"'],
   ["bad duration", { runners: [{ name: "a", url: "http://x:1", models: ["m"], timeout: "soon" }] }, "config: runners[0].timeout: expected a duration"],
   ["negative limit", { limits: { maxTokens: -1 } }, "config: limits.maxTokens: "],
+  ["too many choices", { limits: { maxChoices: 129 } }, "config: limits.maxChoices: "],
+  ["a body timeout without a unit", { limits: { bodyTimeout: "30" } }, "config: limits.bodyTimeout: "],
+  ["a negative runner queue", { runners: [{ name: "r", url: "http://127.0.0.1:1", models: ["m"], maxQueued: -1 }] }, "config: runners[0].maxQueued: "],
   ["wrong type", { policy: 42 }, "config: policy: "],
   ["neither policy nor bundle", { policy: undefined }, "config: policy: set exactly one of policy (files) and bundle (signed bundles)"],
   ["both policy and bundle", { bundle: { path: "b.tar.gz", keys: ["k.pub"], stateDir: "s" } }, "config: bundle: set exactly one of policy"],
   ["bundle without a source", { policy: undefined, bundle: { keys: ["k.pub"], stateDir: "s" } }, "config: bundle: set path, url, or both"],
   ["bundle without keys", { policy: undefined, bundle: { path: "b", keys: [], stateDir: "s" } }, "config: bundle.keys: "],
   ["bundle over plain http off loopback", { policy: undefined, bundle: { url: "http://cp.example.org/v1/bundle", keys: ["k"], stateDir: "s" } }, "config: bundle.url: plain http:// is allowed only on loopback"],
+  ["workload labels under both names", { workloadLabels: { app: "a" }, workload: { labels: { app: "b" } } }, "config: workloadLabels: is the older name of workload.labels; set one of them, not both"],
+  ["workload namespace not a namespace name", { workload: { namespace: "Edge_1" } }, "config: workload.namespace: expected a Kubernetes namespace name"],
+  ["unknown workload key", { workload: { ns: "edge" } }, 'config: workload: unknown key(s) "ns"'],
   ["bundle url not a URL", { policy: undefined, bundle: { url: "https://[nope/", keys: ["k"], stateDir: "s" } }, "config: bundle.url: not a valid URL"],
 ];
 

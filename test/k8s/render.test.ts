@@ -151,7 +151,10 @@ describe("render: objects per option", () => {
     assert.deepEqual(config.listen, { host: "0.0.0.0", port: 8443 });
     assert.deepEqual(config.trustBundles, { "example.org": "/svid/bundle.pem" });
     assert.deepEqual(config.runners.map((r) => [r.name, r.url, r.models]), [["vllm", "http://edgeward-runner.edge.svc:8000", ["mistral-7b-instruct"]]]);
-    assert.equal(config.workloadLabels["app"], "edgeward-gateway");
+    // The gateway scopes policies to itself as Istio does: its pod's namespace and labels.
+    assert.equal(config.workload.namespace, "edge");
+    assert.equal(config.workload.labels["app"], "edgeward-gateway");
+    assert.equal(config.workload.rootNamespace, "istio-system");
   });
 
   it("vault off, monitoring off and falco off leave their objects and holes out", () => {

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import fc from "fast-check";
+import { splitPrincipal } from "../../src/policy/cel.ts";
 import { evaluate, parsePolicies, PolicyError } from "../../src/policy/index.ts";
+import { NamespaceMatcher, ServiceAccountMatcher } from "../../src/policy/principal-match.ts";
 import { doc, EDGEWARD, input, policies } from "./fixtures.ts";
 
 const allowWhen = (cel: string) => doc([{ when: [{ cel }] }], { name: "cel", namespace: "edge", apiVersion: EDGEWARD });
@@ -113,5 +116,43 @@ describe("CEL conditions", () => {
   it("a multi-line block expression reports the line of its value", () => {
     const text = `apiVersion: ${EDGEWARD}\nkind: AuthorizationPolicy\nmetadata:\n  name: x\nspec:\n  rules:\n  - when:\n    - cel: >-\n        request.max_tokens <=\n        'x'\n`;
     assert.throws(() => parsePolicies(text, "b.yaml"), { message: /^b\.yaml:8: / });
+  });
+});
+
+describe("CEL's source.namespace and source.service_account read the principal as Istio's matchers do", () => {
+  const segment = fc.constantFrom("ns", "sa", "app", "web", "x", "");
+  const principal = fc
+    .tuple(fc.constantFrom("td", "td.example"), fc.array(segment, { maxLength: 7 }))
+    .map(([td, segments]) => `spiffe://${td}/${segments.join("/")}`);
+  const ofCel = (p: string) => {
+    const { namespace, serviceAccount } = splitPrincipal(p);
+    return { namespace, serviceAccount, bare: p.slice("spiffe://".length) };
+  };
+
+  it("Istio: the namespace CEL sees is one that namespaces: [<it>] matches; none when no such segment exists", () => {
+    fc.assert(
+      fc.property(principal, (p) => {
+        const { namespace, bare } = ofCel(p);
+        if (namespace !== "") assert.ok(new NamespaceMatcher([namespace]).test(bare), p);
+        else for (const ns of ["ns", "sa", "app", "web", "x"]) assert.ok(!new NamespaceMatcher([ns]).test(bare), `${p} ${ns}`);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("Istio: the service account CEL sees is one that serviceAccounts: [<namespace>/<it>] matches", () => {
+    fc.assert(
+      fc.property(principal, (p) => {
+        const { namespace, serviceAccount, bare } = ofCel(p);
+        if (serviceAccount !== "") assert.ok(new ServiceAccountMatcher([`${namespace}/${serviceAccount}`], "default").test(bare), p);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("Istio: a namespace segment later in the principal, or one without a following /, is read as the matcher reads it", () => {
+    assert.deepEqual(splitPrincipal("spiffe://td/cluster/ns/app/sa/web"), { trustDomain: "td", namespace: "app", serviceAccount: "web" });
+    assert.deepEqual(splitPrincipal("spiffe://td/ns/app"), { trustDomain: "td", namespace: "", serviceAccount: "" });
+    assert.deepEqual(splitPrincipal("spiffe://td/ns//ns/app/x/sa/web/y"), { trustDomain: "td", namespace: "app", serviceAccount: "web" });
   });
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { evaluate, parsePolicies } from "../../src/policy/index.ts";
+import { couldAllow, evaluate, parsePolicies } from "../../src/policy/index.ts";
 import { doc, EDGEWARD, input, policies } from "./fixtures.ts";
 import type { InputOverrides } from "./fixtures.ts";
 
@@ -39,6 +39,26 @@ const ROWS: Row[] = [
   ["notNamespaces excludes", src({ notNamespaces: ["app"] }), {}, DENIED],
   ["notNamespaces other", src({ notNamespaces: ["ops"] }), {}, ALLOWED],
   ["namespace with no /ns/ segment", src({ namespaces: ["*"] }), { source: { principal: "spiffe://td.example/workload" } }, DENIED],
+  ["Istio: namespaces match /ns/<ns>/ anywhere in the principal", src({ namespaces: ["ops"] }), { source: { principal: "spiffe://td.example/ns/app/ns/ops/sa/web" } }, ALLOWED],
+  ["Istio: notNamespaces exclude /ns/<ns>/ anywhere in the principal", src({ notNamespaces: ["ops"] }), { source: { principal: "spiffe://td.example/ns/app/ns/ops/sa/web" } }, DENIED],
+  ["Istio: a namespace must be followed by / (.*/ns/<ns>/.*)", src({ namespaces: ["app"] }), { source: { principal: "spiffe://td.example/ns/app" } }, DENIED],
+  ["Istio: a namespace wildcard runs across segments (* is .*)", src({ namespaces: ["*-prod"] }), { source: { principal: "spiffe://td.example/ns/app/sa/web-prod/x" } }, ALLOWED],
+  // service accounts and trust domains, read from the principal as Istio's generated matchers do
+  ["Istio: serviceAccounts <namespace>/<name>", src({ serviceAccounts: ["app/web"] }), {}, ALLOWED],
+  ["Istio: serviceAccounts <name> is in the policy's namespace", src({ serviceAccounts: ["web"] }), {}, DENIED],
+  ["Istio: serviceAccounts <name> matches in the policy's namespace", src({ serviceAccounts: ["web"] }), { source: { principal: "spiffe://td.example/ns/edge/sa/web" } }, ALLOWED],
+  ["Istio: serviceAccounts do not match a longer name", src({ serviceAccounts: ["app/we"] }), {}, DENIED],
+  ["Istio: serviceAccounts allow segments around ns and sa", src({ serviceAccounts: ["app/web"] }), { source: { principal: "spiffe://td.example/ns/app/x/sa/web/y" } }, ALLOWED],
+  ["Istio: serviceAccounts never match an unauthenticated caller", src({ serviceAccounts: ["app/web"] }), anon, DENIED],
+  ["Istio: notServiceAccounts exclude", src({ notServiceAccounts: ["app/web"] }), {}, DENIED],
+  ["Istio: notServiceAccounts other", src({ notServiceAccounts: ["app/api"] }), {}, ALLOWED],
+  ["Istio: trustDomains exact", src({ trustDomains: ["td.example"] }), {}, ALLOWED],
+  ["Istio: trustDomains exact is the whole trust domain", src({ trustDomains: ["td"] }), {}, DENIED],
+  ["Istio: trustDomains prefix", src({ trustDomains: ["td.*"] }), {}, ALLOWED],
+  ["Istio: trustDomains suffix", src({ trustDomains: ["*.example"] }), {}, ALLOWED],
+  ["Istio: trustDomains suffix stays in the trust domain", src({ trustDomains: ["*app"] }), {}, DENIED],
+  ["Istio: trustDomains * is any authenticated caller", src({ trustDomains: ["*"] }), anon, DENIED],
+  ["Istio: notTrustDomains exclude", src({ notTrustDomains: ["td.example"] }), {}, DENIED],
   // ip blocks
   ["ipBlocks CIDR", src({ ipBlocks: ["10.0.0.0/8"] }), {}, ALLOWED],
   ["ipBlocks single address", src({ ipBlocks: ["10.1.2.3"] }), {}, ALLOWED],
@@ -70,15 +90,26 @@ const ROWS: Row[] = [
   ["path template {*}", op({ paths: ["/v1/{*}/completions"] }), {}, ALLOWED],
   ["path template {*} is one segment", op({ paths: ["/{*}/completions"] }), {}, DENIED],
   ["path template {**}", op({ paths: ["/v1/{**}"] }), {}, ALLOWED],
-  ["path template {**} needs a segment", op({ paths: ["/v1/chat/completions/{**}"] }), {}, DENIED],
+  ["path template {**} needs its slash", op({ paths: ["/v1/chat/completions/{**}"] }), {}, DENIED],
+  ["Envoy: {**} matches zero characters (/v1/{**} covers /v1/)", op({ paths: ["/v1/{**}"] }), { request: { path: "/v1/" } }, ALLOWED],
+  ["Envoy: {**} between literals covers an empty segment (/store//cart)", op({ paths: ["/store/{**}/cart"] }), { request: { path: "/store//cart" } }, ALLOWED],
+  ["Envoy: {**} between literals covers several segments", op({ paths: ["/store/{**}/cart"] }), { request: { path: "/store/a/b/cart" } }, ALLOWED],
+  ["Envoy: {*} never matches an empty segment", op({ paths: ["/v1/{*}/completions"] }), { request: { path: "/v1//completions" } }, DENIED],
+  ["Envoy: {*} matches pchar only, not a raw space", op({ paths: ["/v1/{*}/completions"] }), { request: { path: "/v1/a b/completions" } }, DENIED],
+  ["Envoy: {**} matches pchar and / only", op({ paths: ["/v1/{**}"] }), { request: { path: "/v1/a\"b" } }, DENIED],
   ["notPaths", op({ notPaths: ["/v1/chat/*"] }), {}, DENIED],
-  ["host with port stripped", op({ hosts: ["gw.example.org"] }), {}, ALLOWED],
-  ["host case-insensitive", op({ hosts: ["GW.Example.ORG"] }), {}, ALLOWED],
+  ["Istio: hosts compare the whole Host header: a name does not match name:port", op({ hosts: ["gw.example.org"] }), {}, DENIED],
+  ["Istio: hosts name:* matches name:port", op({ hosts: ["gw.example.org", "gw.example.org:*"] }), {}, ALLOWED],
+  ["host without a port", op({ hosts: ["gw.example.org"] }), { request: { host: "gw.example.org" } }, ALLOWED],
+  ["host case-insensitive", op({ hosts: ["GW.Example.ORG:8443"] }), {}, ALLOWED],
   ["host with port", op({ hosts: ["gw.example.org:8443"] }), {}, ALLOWED],
-  ["host suffix", op({ hosts: ["*.example.org"] }), {}, ALLOWED],
+  ["host suffix", op({ hosts: ["*.example.org:8443"] }), {}, ALLOWED],
   ["host miss", op({ hosts: ["other.example.org"] }), {}, DENIED],
   ["host absent", op({ hosts: ["*"] }), { request: { host: undefined } }, DENIED],
-  ["notHosts", op({ notHosts: ["*.EXAMPLE.org"] }), {}, DENIED],
+  ["Istio: hosts * is present_match: an empty Host matches", op({ hosts: ["*"] }), { request: { host: "" } }, ALLOWED],
+  ["notHosts", op({ notHosts: ["*.EXAMPLE.org:8443"] }), {}, DENIED],
+  ["Istio: notHosts name does not exclude name:port", op({ notHosts: ["gw.example.org"] }), {}, ALLOWED],
+  ["Istio: notHosts name:* excludes name:port, case-insensitively", op({ notHosts: ["GW.example.org:*"] }), {}, DENIED],
   ["ports (string)", op({ ports: ["8443"] }), {}, ALLOWED],
   ["ports (number)", op({ ports: [8443] }), {}, ALLOWED],
   ["ports miss", op({ ports: ["443"] }), {}, DENIED],
@@ -90,12 +121,24 @@ const ROWS: Row[] = [
   ["header prefix", when({ key: "request.headers[x-team]", values: ["bl*"] }), {}, ALLOWED],
   ["header miss", when({ key: "request.headers[x-team]", values: ["red"] }), {}, DENIED],
   ["header absent", when({ key: "request.headers[x-other]", values: ["*"] }), {}, DENIED],
+  ["Istio: header * is present_match: a header sent empty matches", when({ key: "request.headers[x-debug]", values: ["*"] }), { request: { headers: { "x-debug": "" } } }, ALLOWED],
+  ["Istio: header notValues * excludes a header sent empty", when({ key: "request.headers[x-debug]", notValues: ["*"] }), { request: { headers: { "x-debug": "" } } }, DENIED],
+  ["Istio: header prefix never matches a header sent empty", when({ key: "request.headers[x-debug]", values: ["t*"] }), { request: { headers: { "x-debug": "" } } }, DENIED],
+  ["Istio: principals * is .+: an empty principal does not match", src({ principals: ["*"] }), { source: { principal: "spiffe://" } }, DENIED],
+  ["Istio: connection.sni * is .+: an empty SNI does not match", when({ key: "connection.sni", values: ["*"] }), { request: { sni: "" } }, DENIED],
   ["header notValues", when({ key: "request.headers[x-team]", notValues: ["blue"] }), {}, DENIED],
   ["header notValues when absent", when({ key: "request.headers[x-other]", notValues: ["yes"] }), {}, ALLOWED],
   ["source.ip", when({ key: "source.ip", values: ["10.0.0.0/8"] }), {}, ALLOWED],
   ["source.ip miss", when({ key: "source.ip", values: ["10.9.0.0/16"] }), {}, DENIED],
   ["remote.ip", when({ key: "remote.ip", values: ["203.0.113.0/24"] }), {}, ALLOWED],
   ["source.namespace", when({ key: "source.namespace", values: ["app"] }), {}, ALLOWED],
+  ["Istio: source.namespace matches /ns/<ns>/ anywhere in the principal", when({ key: "source.namespace", values: ["ops"] }), { source: { principal: "spiffe://td.example/ns/app/ns/ops/sa/web" } }, ALLOWED],
+  ["Istio: source.serviceAccount", when({ key: "source.serviceAccount", values: ["app/web"] }), {}, ALLOWED],
+  ["Istio: source.serviceAccount miss", when({ key: "source.serviceAccount", notValues: ["app/web"] }), {}, DENIED],
+  ["Istio: source.trustDomain", when({ key: "source.trustDomain", values: ["td.example"] }), {}, ALLOWED],
+  ["Istio: destination.ip", when({ key: "destination.ip", values: ["10.9.0.0/16"] }), { request: { destinationIp: "10.9.8.7" } }, ALLOWED],
+  ["Istio: destination.ip miss", when({ key: "destination.ip", values: ["10.9.0.0/16"] }), { request: { destinationIp: "10.1.8.7" } }, DENIED],
+  ["destination.ip unknown matches no value", when({ key: "destination.ip", values: ["0.0.0.0/0"] }), {}, DENIED],
   ["source.principal", when({ key: "source.principal", values: ["spiffe://td.example/ns/app/*"] }), {}, ALLOWED],
   ["destination.port", when({ key: "destination.port", values: ["8443"] }), {}, ALLOWED],
   ["destination.port miss", when({ key: "destination.port", notValues: ["8443"] }), {}, DENIED],
@@ -242,11 +285,11 @@ describe("policy evaluation order", () => {
   it("a policy whose selector does not match the workload is ignored", () => {
     const deny = doc([{}], { name: "d", action: "DENY", selector: { app: "gateway", tier: "edge" } });
     const labels = { app: "gateway", tier: "edge", extra: "x" };
-    assert.equal(evaluate(policies(deny, allowAll), input(), { workloadLabels: labels }).decision, "DENY");
-    assert.equal(evaluate(policies(deny, allowAll), input(), { workloadLabels: { app: "gateway" } }).decision, "ALLOW");
+    assert.equal(evaluate(policies(deny, allowAll), input(), { workload: { labels } }).decision, "DENY");
+    assert.equal(evaluate(policies(deny, allowAll), input(), { workload: { labels: { app: "gateway" } } }).decision, "ALLOW");
     assert.equal(evaluate(policies(deny, allowAll), input()).decision, "ALLOW");
     const scopedAllow = doc([{}], { name: "a", selector: { app: "other" } });
-    assert.equal(evaluate(policies(scopedAllow), input(), { workloadLabels: labels }).decision, "DENY");
+    assert.equal(evaluate(policies(scopedAllow), input(), { workload: { labels } }).decision, "DENY");
     const emptySelector = doc([{}], { name: "a", selector: {} });
     assert.equal(evaluate(policies(emptySelector), input()).decision, "ALLOW");
   });
@@ -266,13 +309,72 @@ describe("policy evaluation order", () => {
   });
 });
 
+describe("DENY policies fire where Istio's do", () => {
+  const allowAll = doc([{}], { name: "allow-all", namespace: "edge" });
+  const deny = (rule: Record<string, unknown>) => doc([rule], { name: "guard", namespace: "edge", action: "DENY" });
+
+  it("Istio: a DENY on request.headers[x-debug] with * fires for x-debug sent empty (present_match)", () => {
+    const set = policies(allowAll, deny(when({ key: "request.headers[x-debug]", values: ["*"] })));
+    assert.equal(evaluate(set, input({ request: { headers: { "x-debug": "" } } })).policy, "edge/guard");
+    assert.equal(evaluate(set, input()).policy, "edge/allow-all");
+  });
+
+  it("Istio: a notHosts DENY fires for Host name:port (hosts are exact strings; name:* covers the ports)", () => {
+    const set = policies(allowAll, deny(op({ notHosts: ["gw.example.org"] })));
+    assert.equal(evaluate(set, input({ request: { host: "gw.example.org:8443" } })).policy, "edge/guard");
+    assert.equal(evaluate(set, input({ request: { host: "GW.EXAMPLE.ORG" } })).policy, "edge/allow-all");
+    const withPorts = policies(allowAll, deny(op({ notHosts: ["gw.example.org", "gw.example.org:*"] })));
+    assert.equal(evaluate(withPorts, input({ request: { host: "gw.example.org:8443" } })).policy, "edge/allow-all");
+    assert.equal(evaluate(withPorts, input({ request: { host: "evil.example:8443" } })).policy, "edge/guard");
+  });
+
+  it("Envoy: a DENY on /admin/{**} fires for /admin/ and a DENY on /store/{**}/cart for /store//cart", () => {
+    const set = policies(allowAll, deny(op({ paths: ["/admin/{**}", "/store/{**}/cart"] })));
+    assert.equal(evaluate(set, input({ request: { path: "/admin/" } })).policy, "edge/guard");
+    assert.equal(evaluate(set, input({ request: { path: "/store//cart" } })).policy, "edge/guard");
+    assert.equal(evaluate(set, input({ request: { path: "/admin" } })).policy, "edge/allow-all");
+  });
+
+  it("Istio: a DENY on namespaces fires for /ns/<ns>/ anywhere in the principal", () => {
+    const set = policies(allowAll, deny(src({ namespaces: ["quarantine"] })));
+    assert.equal(evaluate(set, input({ source: { principal: "spiffe://td.example/cluster/c1/ns/app/ns/quarantine/sa/web" } })).policy, "edge/guard");
+  });
+});
+
 describe("selector labels are plain data", () => {
   it("labels named like Object.prototype members match only when set", () => {
     const text = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: s}\nspec:\n  selector:\n    matchLabels: {constructor: x, __proto__: y}\n  rules: [{}]\n";
     const set = parsePolicies(text, "s.yaml");
     assert.equal(evaluate(set, input()).decision, "DENY");
-    assert.equal(evaluate(set, input(), { workloadLabels: { constructor: "x" } }).decision, "DENY");
+    assert.equal(evaluate(set, input(), { workload: { labels: { constructor: "x" } } }).decision, "DENY");
     const labels = JSON.parse('{"constructor": "x", "__proto__": "y"}') as Record<string, string>;
-    assert.equal(evaluate(set, input(), { workloadLabels: labels }).decision, "ALLOW");
+    assert.equal(evaluate(set, input(), { workload: { labels } }).decision, "ALLOW");
+  });
+});
+
+describe("couldAllow: what can be decided before the body is read", () => {
+  const bare = (o: InputOverrides = {}) => {
+    const i = input(o);
+    return { ...i, request: { ...i.request, model: undefined, maxTokens: undefined, stream: undefined, promptTokens: undefined } };
+  };
+  const web = "spiffe://td.example/ns/app/sa/web";
+
+  it("the body's model and CEL conditions may still match; the principal, method, path and headers are known", () => {
+    const set = policies(
+      doc([{ from: [{ source: { principals: [web] } }], to: [{ operation: { methods: ["POST"], paths: ["/v1/chat/completions"], models: ["tiny"] } }] }], { name: "by-model", apiVersion: EDGEWARD }),
+      doc([{ from: [{ source: { principals: ["td.example/ns/ops/sa/cel"] } }], when: [{ cel: "request.max_tokens <= 8" }] }], { name: "by-cel", apiVersion: EDGEWARD }),
+    );
+    assert.equal(couldAllow(set, bare()), true);
+    assert.equal(couldAllow(set, bare({ source: { principal: "spiffe://td.example/ns/ops/sa/cel" } })), true);
+    // Nothing about a body can help a caller no rule names, or a path no rule covers.
+    assert.equal(couldAllow(set, bare({ source: { principal: "spiffe://td.example/ns/app/sa/stranger" } })), false);
+    assert.equal(couldAllow(set, bare({ request: { path: "/v1/embeddings" } })), false);
+    assert.equal(couldAllow(set, bare({ request: { method: "GET" } })), false);
+  });
+
+  it("in the restricted stage only essential rules count", () => {
+    const set = policies(doc([{ from: [{ source: { principals: [web] } }] }], { name: "plain", apiVersion: EDGEWARD }));
+    assert.equal(couldAllow(set, bare()), true);
+    assert.equal(couldAllow(set, bare(), { essentialOnly: true }), false);
   });
 });

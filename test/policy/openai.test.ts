@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it, test } from "node:test";
 import fc from "fast-check";
-import { openAIRequestFields } from "../../src/policy/index.ts";
+import { boundedBody, openAIRequestFields, OpenAIRequestError, policyFields, readInferenceRequest } from "../../src/policy/index.ts";
 
 describe("openAIRequestFields", () => {
   it("reads a chat completion body, including array-of-parts content", () => {
@@ -58,5 +58,44 @@ describe("openAIRequestFields", () => {
   it("ignores getters that throw", () => {
     const hostile = { get model(): string { throw new Error("boom"); } };
     assert.deepEqual(openAIRequestFields(hostile), {});
+  });
+});
+
+describe("readInferenceRequest: one view of the bounds every runner reads", () => {
+  const chat = { model: "m", messages: [{ role: "user", content: "hello there" }] };
+
+  test("every bound field is read; they must agree; none set is undefined", () => {
+    assert.equal(readInferenceRequest("/v1/chat/completions", chat).maxTokens, undefined);
+    for (const field of ["max_tokens", "max_completion_tokens", "n_predict", "max_new_tokens"]) {
+      assert.equal(readInferenceRequest("/v1/chat/completions", { ...chat, [field]: 9 }).maxTokens, 9, field);
+    }
+    assert.equal(readInferenceRequest("/v1/chat/completions", { ...chat, options: { num_predict: 9 } }).maxTokens, 9);
+    assert.equal(readInferenceRequest("/v1/completions", { model: "m", prompt: "p", max_tokens: 9, n_predict: 9, max_tokens_: 1 }).maxTokens, 9);
+    assert.throws(() => readInferenceRequest("/v1/chat/completions", { ...chat, max_tokens: 1, max_completion_tokens: 300 }),
+      (err: unknown) => err instanceof OpenAIRequestError && err.code === "contradictory_token_limits" && /max_tokens is 1 but max_completion_tokens is 300/.test(err.message));
+    assert.throws(() => readInferenceRequest("/v1/chat/completions", { ...chat, n_predict: -1 }), (err: unknown) => err instanceof OpenAIRequestError && /n_predict/.test(err.message));
+    assert.throws(() => readInferenceRequest("/v1/chat/completions", { ...chat, options: "x" }), OpenAIRequestError);
+  });
+
+  test("sequences are the larger of n and best_of", () => {
+    const r = readInferenceRequest("/v1/completions", { model: "m", prompt: "p", n: 2, best_of: 5 });
+    assert.deepEqual([r.choices, r.sequences], [2, 5]);
+    assert.throws(() => readInferenceRequest("/v1/completions", { model: "m", prompt: "p", n: 0 }), OpenAIRequestError);
+  });
+
+  test("the forwarded body carries the cap in every bound field the caller sent, and always in max_tokens", () => {
+    const r = readInferenceRequest("/v1/chat/completions", { ...chat, max_completion_tokens: 9, n_predict: 9, options: { num_predict: 9, seed: 1 } });
+    assert.deepEqual(boundedBody(r, 4), { ...chat, max_tokens: 4, max_completion_tokens: 4, n_predict: 4, options: { num_predict: 4, seed: 1 } });
+    assert.deepEqual(r.body.options, { num_predict: 9, seed: 1 }, "the body as received is not changed");
+    const e = readInferenceRequest("/v1/embeddings", { model: "m", input: "x" });
+    assert.equal(boundedBody(e, 4), e.body);
+  });
+
+  test("the policy sees the bound a request would be forwarded with", () => {
+    const r = readInferenceRequest("/v1/chat/completions", chat);
+    assert.equal(policyFields(r, 1024).maxTokens, 1024);
+    assert.equal(policyFields(readInferenceRequest("/v1/chat/completions", { ...chat, n_predict: 7 }), 1024).maxTokens, 7);
+    // Lenient reading (policy explain/test): disagreeing bounds count as the largest.
+    assert.equal(openAIRequestFields({ max_tokens: 1, max_completion_tokens: 300 }).maxTokens, 300);
   });
 });

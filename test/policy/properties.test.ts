@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { evaluate } from "../../src/policy/index.ts";
+import { couldAllow, evaluate } from "../../src/policy/index.ts";
 import type { PolicyInput } from "../../src/policy/index.ts";
-import { compileStringMatcher } from "../../src/policy/match.ts";
+import { compileStringMatcher, pathTemplateProblem } from "../../src/policy/match.ts";
 import { doc, EDGEWARD, policies } from "./fixtures.ts";
 
 const word = fc.constantFrom("a", "b", "ab", "web", "api", "v1", "x-y");
@@ -120,8 +120,8 @@ describe("evaluator properties", () => {
   it("a decision for a random valid policy never throws and is deterministic", () => {
     fc.assert(
       fc.property(policySet, requestInput, labels, (set, req, workloadLabels) => {
-        const a = evaluate(set, req, { workloadLabels });
-        const b = evaluate(set, req, { workloadLabels });
+        const a = evaluate(set, req, { workload: { labels: workloadLabels } });
+        const b = evaluate(set, req, { workload: { labels: workloadLabels } });
         assert.deepEqual(a, b);
         assert.ok(a.decision === "ALLOW" || a.decision === "DENY");
         assert.equal(a.policy === null, a.rule === null);
@@ -147,6 +147,27 @@ describe("evaluator properties", () => {
       }),
       { numRuns: 100 },
     );
+  });
+
+  it("couldAllow is never wrong to say no: when it does, every body gets a DENY", () => {
+    const body = fc.record({
+      model: fc.option(word, { nil: undefined }),
+      maxTokens: fc.option(fc.integer({ min: 0, max: 1000 }), { nil: undefined }),
+      stream: fc.boolean(),
+      promptTokens: fc.option(fc.integer({ min: 0, max: 100 }), { nil: undefined }),
+    });
+    let refused = 0;
+    fc.assert(
+      fc.property(policySet, requestInput, fc.array(body, { minLength: 1, maxLength: 5 }), labels, fc.boolean(), (set, req, bodies, workloadLabels, essentialOnly) => {
+        const options = { workload: { labels: workloadLabels }, essentialOnly };
+        const bare = { ...req, request: { ...req.request, model: undefined, maxTokens: undefined, stream: undefined, promptTokens: undefined } };
+        if (couldAllow(set, bare, options)) return;
+        refused++;
+        for (const b of bodies) assert.equal(evaluate(set, { ...req, request: { ...req.request, ...b } }, options).decision, "DENY");
+      }),
+      { numRuns: 1000 },
+    );
+    assert.ok(refused > 0, "the property was exercised");
   });
 
   it("ALLOW requires a matching ALLOW policy (zero trust)", () => {
@@ -193,5 +214,49 @@ describe("string matcher properties", () => {
     fc.assert(fc.property(fc.array(fc.oneof(text, text.map((t) => `${t}*`), text.map((t) => `*${t}`)), { minLength: 1, maxLength: 4 }), text, (ps, v) => {
       assert.equal(compileStringMatcher(ps).test(v), ps.some((p) => compileStringMatcher([p]).test(v)));
     }));
+  });
+});
+
+describe("path template properties (Envoy URI templates)", () => {
+  // RFC 3986 pchar as Envoy's template operators accept it: unreserved, "%", sub-delims but "*", ":", "@", "=".
+  const PCHAR = new Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()+,;:@=");
+
+  /** A backtracking reference: `{*}` takes one or more pchar, `{**}` zero or more pchar or "/", literals themselves. */
+  function reference(template: string, path: string): boolean {
+    const tokens = template.split(/(\{\*\*\}|\{\*\})/).filter((t) => t !== "");
+    const match = (ti: number, pi: number): boolean => {
+      if (ti === tokens.length) return pi === path.length;
+      const t = tokens[ti] as string;
+      if (t === "{*}" || t === "{**}") {
+        const slash = t === "{**}";
+        if (slash && match(ti + 1, pi)) return true;
+        for (let k = pi; k < path.length; k++) {
+          const c = path[k] as string;
+          if (!PCHAR.has(c) && !(slash && c === "/")) return false;
+          if (match(ti + 1, k + 1)) return true;
+        }
+        return false;
+      }
+      return path.startsWith(t, pi) && match(ti + 1, pi + t.length);
+    };
+    return match(0, 0);
+  }
+
+  const literal = fc.constantFrom("v1", "a", "store", "cart", "x.y", "a=b");
+  const segment = fc.oneof(literal, fc.constant("{*}"));
+  const template = fc
+    .tuple(fc.array(segment, { maxLength: 3 }), fc.option(fc.tuple(fc.constant("{**}"), fc.array(literal, { maxLength: 2 })), { nil: undefined }), fc.boolean())
+    .map(([head, tail, slash]) => `/${[...head, ...(tail ? [tail[0], ...tail[1]] : [])].join("/")}${slash ? "/" : ""}`)
+    .filter((t) => t.includes("{*}") || t.includes("{**}"));
+  const pathOf = fc.array(fc.constantFrom("/", "/", "v1", "a", "store", "cart", "x.y", "a=b", " ", "\"", "*", "%2F", "", "b"), { maxLength: 8 }).map((p) => `/${p.join("")}`);
+
+  it("{*} and {**} match what Envoy's regex does: one or more pchar; zero or more pchar or /", () => {
+    fc.assert(
+      fc.property(template, pathOf, (t, p) => {
+        assert.equal(pathTemplateProblem(t), null, t);
+        assert.equal(compileStringMatcher([t], { pathTemplates: true }).test(p), reference(t, p), `${t} vs ${p}`);
+      }),
+      { numRuns: 3000 },
+    );
   });
 });

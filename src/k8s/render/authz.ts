@@ -2,7 +2,7 @@ import type { ConfigInput } from "../../config/schema.ts";
 import { evaluate } from "../../policy/index.ts";
 import type { PolicySet } from "../../policy/index.ts";
 import type { KubeObject } from "../objects.ts";
-import { ANNOTATIONS, GATEWAY_NAME, object, principal } from "./context.ts";
+import { ANNOTATIONS, GATEWAY_NAME, gatewayWorkload, object, principal } from "./context.ts";
 import type { RenderContext } from "./context.ts";
 import type { Allow, Peer } from "./network-policy.ts";
 import { GATEWAY_DEFAULT_MAX_BODY_BYTES } from "./values.ts";
@@ -254,6 +254,7 @@ export function checkGatewayAdmitted(ctx: RenderContext, set: PolicySet): void {
   const f = authzFacts(ctx);
   if (f === null || !f.protectRunner) return;
   const gateway = `spiffe://${ctx.gateway.principal}`;
+  const workload = gatewayWorkload(ctx);
   let first: string | null = null;
   for (const path of INFERENCE_PATHS) {
     for (const model of ctx.values.runner.models) {
@@ -274,7 +275,7 @@ export function checkGatewayAdmitted(ctx: RenderContext, set: PolicySet): void {
             promptTokens: 1,
           },
         },
-        { workloadLabels: ctx.gateway.podLabels },
+        { workload },
       );
       if (decision.decision === "ALLOW") return;
       first ??= `POST ${path} for model ${model}: ${decision.reason}`;

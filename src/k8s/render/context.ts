@@ -1,3 +1,4 @@
+import { appliesTo, type Workload as MeshWorkload } from "../../policy/index.ts";
 import type { KubeObject, ObjectMeta } from "../objects.ts";
 import type { PolicyDocument, PolicySource } from "./policy-source.ts";
 import type { Caller, Values } from "./values.ts";
@@ -108,10 +109,16 @@ export function buildContext(values: Values, policy: PolicySource, documents: re
   };
 }
 
-/** True when a policy's selector picks the gateway (as the gateway itself decides it). */
+/** True when a policy applies to the gateway, as the gateway itself decides it: by its namespace and its selector. */
 export function selectsGateway(ctx: RenderContext, doc: PolicyDocument): boolean {
-  const wanted = doc.compiled.matchLabels;
-  if (wanted === null) return true;
-  const have = ctx.gateway.podLabels;
-  return Object.entries(wanted).every(([k, v]) => have[k] === v);
+  return appliesTo(doc.compiled, gatewayWorkload(ctx));
+}
+
+/**
+ * The gateway as a workload of the mesh, which decides the policies that apply to it: the pod's own labels and
+ * namespace, and under Istio the mesh's namespace as the root namespace (istio-system when not set).
+ */
+export function gatewayWorkload(ctx: RenderContext): MeshWorkload {
+  const root = ctx.values.mesh === "istio" ? ctx.values.meshNamespace : undefined;
+  return { namespace: ctx.namespace, labels: { ...ctx.gateway.podLabels }, ...(root !== undefined ? { rootNamespace: root } : {}) };
 }

@@ -4,7 +4,7 @@ import { parseConfig } from "../../config/load.ts";
 import type { ConfigInput } from "../../config/schema.ts";
 import type { KubeObject } from "../objects.ts";
 import { authzConfig } from "./authz.ts";
-import { object } from "./context.ts";
+import { gatewayWorkload, object } from "./context.ts";
 import type { RenderContext } from "./context.ts";
 import { BUNDLE_FILE, KEY_FILE, SVID_DIR, SVID_FILE } from "./spire.ts";
 
@@ -36,8 +36,8 @@ export function gatewayConfig(ctx: RenderContext): ConfigInput {
       },
     ],
     decisionLog: `${DECISION_LOG_DIR}/decisions.log`,
-    // The gateway matches policy selectors against these: the pod's own labels, as Istio does.
-    workloadLabels: { ...ctx.gateway.podLabels },
+    // The gateway scopes policies to itself as Istio does: by the pod's own namespace and labels.
+    workload: gatewayWorkload(ctx),
     logLevel: g.logLevel,
   };
   if (g.limits !== undefined) config.limits = { ...g.limits };
