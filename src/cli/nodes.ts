@@ -5,8 +5,9 @@ import {
 
 const USAGE = `usage: edgeward nodes list [--output table|json] --server URL (--token-file F | --cert F --key F) [--ca F]
 
-  Lists the edge nodes the control plane has heard from: group, last contact, active bundle revision and stage,
-  decision-log position (the node's last seq, and the last one the control plane acknowledged), findings.
+  Lists the edge nodes the control plane has heard from: group, last contact, what the node claims about itself
+  (the bundle revision it enforces, its stage, its decision log's last seq: its word, not verified), the last
+  decision-log seq the control plane holds and acknowledged, and its findings (contradicted claims among them).
 
 ${CONNECTION_USAGE}
 Exit status: 0 listed, 1 the control plane refused or could not be reached, 2 usage error.
@@ -16,9 +17,7 @@ interface NodeView {
   id: string;
   group: string;
   lastContact: string;
-  bundleRevision: number | null;
-  stage: string | null;
-  logSeq: number | null;
+  claimed?: { bundleRevision: number | null; stage: string | null; logSeq: number | null };
   ackSeq: number | null;
   findings: number;
 }
@@ -39,9 +38,10 @@ async function list(argv: string[], io: CliIO): Promise<number> {
     return 0;
   }
   const rows = (nodes as NodeView[]).map((n) => [
-    n.id, n.group, n.lastContact, orDash(n.bundleRevision), orDash(n.stage), orDash(n.logSeq), orDash(n.ackSeq), orDash(n.findings),
+    n.id, n.group, n.lastContact, orDash(n.claimed?.bundleRevision), orDash(n.claimed?.stage), orDash(n.claimed?.logSeq),
+    orDash(n.ackSeq), orDash(n.findings),
   ]);
-  io.stdout(formatTable(["NODE", "GROUP", "LAST CONTACT", "REVISION", "STAGE", "LOG SEQ", "ACKED", "FINDINGS"], rows));
+  io.stdout(formatTable(["NODE", "GROUP", "LAST CONTACT", "CLAIMED REVISION", "CLAIMED STAGE", "CLAIMED LOG SEQ", "ACKED", "FINDINGS"], rows));
   return 0;
 }
 

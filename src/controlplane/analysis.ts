@@ -1,4 +1,4 @@
-import type { DecisionRecord } from "../audit/chain.ts";
+import type { DecisionRecord } from "../decision-log/chain.ts";
 import type { Finding, Severity, StoredBundle, StoredRevocation } from "./storage/index.ts";
 
 /**
@@ -155,6 +155,54 @@ export function analyze(input: AnalysisInput): NewFinding[] {
 }
 
 /** The finding a refused upload raises on its node. */
-export function refusalFinding(node: string, code: "gap" | "fork" | "chain" | "tampered", seq: number, message: string, now: string): NewFinding {
+export function refusalFinding(node: string, code: "gap" | "fork" | "chain" | "tampered" | "foreign-chain", seq: number, message: string, now: string): NewFinding {
   return { node, kind: `upload-${code}`, severity: "critical", seqFrom: seq, seqTo: seq, explanation: `upload refused (${code}): ${message}`, createdAt: now };
+}
+
+/** What a node's call claimed (its x-edgeward-* headers), and what the centre knows to check it against. */
+export interface ClaimInput {
+  node: string;
+  group: string;
+  claimed: { bundleRevision?: number; stage?: string; logSeq?: number };
+  /** Whether the claimed bundle revision was published to the node's group (meaningless when none was claimed). */
+  revisionPublished: boolean;
+  /** The newest revision published to the group; null while it has none. */
+  newestRevision: number | null;
+  /** The last record of the node's log that the control plane acknowledged (0 before its first upload). */
+  ackSeq: number;
+  /** createdAt of the findings. */
+  now: string;
+}
+
+/**
+ * The contradictions between what a node claims and what the centre knows. A claim is the node's word: a node that
+ * runs a bundle the centre never published to its group (another group's, one it was handed locally, or none at
+ * all), or whose log ends before records it already uploaded (replaced, restored, cut), says so only if it is honest;
+ * these findings catch the ones that are not, or are broken.
+ */
+export function claimFindings(input: ClaimInput): NewFinding[] {
+  const { node, group, claimed, now } = input;
+  const found: NewFinding[] = [];
+  const revision = claimed.bundleRevision;
+  if (revision !== undefined && !input.revisionPublished) {
+    const newest = input.newestRevision;
+    const why = newest === null
+      ? `but no bundle was ever published to group ${group}`
+      : revision > newest
+        ? `newer than any published to group ${group} (the newest is ${newest})`
+        : `which was never published to group ${group} (its newest is ${newest})`;
+    found.push({
+      node, kind: "claim-unpublished-revision", severity: "high", seqFrom: null, seqTo: null, createdAt: now,
+      explanation: `the node claims to enforce bundle revision ${revision}, ${why}: it runs a bundle the control plane did not give its group, or misreports it.`,
+    });
+  }
+  const logSeq = claimed.logSeq;
+  if (logSeq !== undefined && logSeq < input.ackSeq) {
+    found.push({
+      node, kind: "claim-log-behind", severity: "high", seqFrom: logSeq + 1, seqTo: input.ackSeq, createdAt: now,
+      explanation: `the node claims its decision log ends at seq ${logSeq}, but the control plane holds its records up to seq ${input.ackSeq}: ` +
+        "its log was replaced, restored from an older copy or cut, or the node misreports it.",
+    });
+  }
+  return found;
 }

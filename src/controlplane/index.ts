@@ -3,7 +3,7 @@ export { ControlPlane, MAX_BUNDLE_BYTES, type ControlPlaneOptions } from "./serv
 export { LogIngestion, MAX_INFLATED_BYTES, MAX_UPLOAD_BYTES, type UploadResult } from "./ingestion.ts";
 export { MAX_WAIT_SECONDS } from "./request.ts";
 export { ApiError } from "./errors.ts";
-export { analyze, refusalFinding, type AnalysisInput, type NewFinding } from "./analysis.ts";
+export { analyze, claimFindings, refusalFinding, type AnalysisInput, type ClaimInput, type NewFinding } from "./analysis.ts";
 export {
   BatchChecker, checkBatch, MAX_BATCH_LINES, overlap, planIngest, splitBatch, toIngestRecord,
   type CheckedBatch, type CheckedRecord, type IngestPlan, type IngestRefusal, type RefusalCode,

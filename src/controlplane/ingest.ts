@@ -1,4 +1,4 @@
-import { ChainVerifier, type DecisionRecord } from "../audit/chain.ts";
+import { ChainVerifier, type DecisionRecord } from "../decision-log/chain.ts";
 import type { IngestRecord, LogHead } from "./storage/index.ts";
 
 /**
@@ -7,7 +7,8 @@ import type { IngestRecord, LogHead } from "./storage/index.ts";
  * module's verifier (canonical line, hash, seq, prev), so the centre accepts exactly what `edgeward log verify` does.
  */
 
-export type RefusalCode = "gap" | "fork" | "chain" | "tampered";
+/** Why an upload is refused; all but "foreign-chain" are decided here, that one by storage (records_hash). */
+export type RefusalCode = "gap" | "fork" | "chain" | "tampered" | "foreign-chain";
 
 export interface IngestRefusal {
   ok: false;

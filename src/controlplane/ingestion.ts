@@ -1,12 +1,13 @@
 import { promisify } from "node:util";
 import { gunzip } from "node:zlib";
-import type { DecisionRecord } from "../audit/chain.ts";
+import type { DecisionRecord } from "../decision-log/chain.ts";
 import type { Logger } from "../telemetry/index.ts";
 import { analyze, refusalFinding } from "./analysis.ts";
+import { raiseOnce } from "./claims.ts";
 import { ApiError } from "./errors.ts";
 import { BatchChecker, MAX_BATCH_LINES, overlap, planIngest, splitBatch, toIngestRecord, type IngestRefusal } from "./ingest.ts";
 import { KeyedLock } from "./keyed-lock.ts";
-import { MAX_LIMIT, StorageConflictError, type LogHead, type Storage } from "./storage/index.ts";
+import { ForeignRecordError, MAX_LIMIT, StorageConflictError, type LogHead, type Storage } from "./storage/index.ts";
 
 const MiB = 1024 * 1024;
 /** The body of POST /v1/logs as sent. */
@@ -87,6 +88,13 @@ export class LogIngestion {
       try {
         after = await storage.appendRecords(node.id, head, plan.records.map(toIngestRecord));
       } catch (error) {
+        if (error instanceof ForeignRecordError) {
+          // The records verify as a chain, but they are stored under another node: this node uploads a copy of that
+          // node's log, not decisions of its own.
+          const refusal: IngestRefusal = { ok: false, code: "foreign-chain", seq: error.seq, message: error.message.replace(/^storage: /, "") };
+          await this.#raiseRefusal(node.id, refusal);
+          throw new ApiError(409, refusal.code, refusal.message, { detail: { seq: refusal.seq }, extra: { ackSeq: head.ackSeq, ackHash: head.ackHash } });
+        }
         if (!(error instanceof StorageConflictError)) throw error;
         const current = await storage.logHead(node.id);
         throw new ApiError(409, "conflict", "another upload moved the log head; fetch the head and resend", { extra: { ackSeq: current.ackSeq, ackHash: current.ackHash } });
@@ -108,10 +116,7 @@ export class LogIngestion {
   /** A refused upload is a finding on the node; an uploader retrying the same refused batch does not repeat it. */
   async #raiseRefusal(node: string, refusal: IngestRefusal): Promise<void> {
     const { storage, logger, now } = this.#o;
-    const finding = refusalFinding(node, refusal.code, refusal.seq, refusal.message, now());
-    const [last] = await storage.listFindings({ node, kind: finding.kind, limit: 1 });
-    if (last !== undefined && last.seqFrom === finding.seqFrom && last.explanation === finding.explanation) return;
-    await storage.addFindings([finding]);
+    if (!(await raiseOnce(storage, refusalFinding(node, refusal.code, refusal.seq, refusal.message, now())))) return;
     logger.warn({ node, code: refusal.code, seq: refusal.seq }, "decision-log upload refused");
   }
 }

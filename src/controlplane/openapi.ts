@@ -12,9 +12,9 @@ const ANY = [...NODE, ...OPERATOR];
 const denied = { "401": error("not authenticated: no or an invalid client certificate, or a wrong bearer token"), "403": error("authenticated, but not allowed: not in a node group, not an operator, or revoked") };
 
 const nodeHeaders = [
-  { name: "x-edgeward-bundle-revision", in: "header", required: false, schema: { type: "integer", minimum: 0 }, description: "the node's active bundle revision" },
-  { name: "x-edgeward-stage", in: "header", required: false, schema: { enum: ["fresh", "grace", "restricted", "locked"] }, description: "the node's degradation stage" },
-  { name: "x-edgeward-log-seq", in: "header", required: false, schema: { type: "integer", minimum: 0 }, description: "the last seq of the node's decision log" },
+  { name: "x-edgeward-bundle-revision", in: "header", required: false, schema: { type: "integer", minimum: 0 }, description: "the bundle revision the node claims to enforce (kept as its claim; one never published to its group raises claim-unpublished-revision)" },
+  { name: "x-edgeward-stage", in: "header", required: false, schema: { enum: ["fresh", "grace", "restricted", "locked"] }, description: "the degradation stage the node claims to be in (kept as its claim)" },
+  { name: "x-edgeward-log-seq", in: "header", required: false, schema: { type: "integer", minimum: 0 }, description: "the last seq the node claims its decision log holds (kept as its claim; one behind the acknowledged head raises claim-log-behind)" },
 ];
 const groupQuery = { name: "group", in: "query", required: true, schema: { type: "string" }, description: "a configured node group" };
 const limitQuery = { name: "limit", in: "query", required: false, schema: { type: "integer", minimum: 1, maximum: 1000, default: 100 } };
@@ -88,16 +88,23 @@ export const OPENAPI_DOCUMENT = {
       },
       Node: {
         type: "object",
-        required: ["id", "group", "firstSeen", "lastContact", "bundleRevision", "stage", "logSeq", "ackSeq", "findings"],
+        required: ["id", "group", "firstSeen", "lastContact", "claimed", "ackSeq", "findings"],
         properties: {
-          id: { type: "string", description: "the node's SPIFFE ID" },
+          id: { type: "string", description: "the node's SPIFFE ID, from its verified SVID" },
           group: { type: "string" },
           firstSeen: timestamp,
           lastContact: timestamp,
-          bundleRevision: { type: ["integer", "null"] },
-          stage: { type: ["string", "null"], enum: ["fresh", "grace", "restricted", "locked", null] },
-          logSeq: { type: ["integer", "null"] },
-          ackSeq: { type: "integer" },
+          claimed: {
+            type: "object",
+            description: "what the node claims in the x-edgeward-* headers of its calls (as of its latest call that sent each): its claims, not verified; contradictions with what the control plane knows are findings (claim-*)",
+            required: ["bundleRevision", "stage", "logSeq"],
+            properties: {
+              bundleRevision: { type: ["integer", "null"] },
+              stage: { type: ["string", "null"], enum: ["fresh", "grace", "restricted", "locked", null] },
+              logSeq: { type: ["integer", "null"] },
+            },
+          },
+          ackSeq: { type: "integer", description: "the last record of the node's log that the control plane holds and acknowledged" },
           findings: { type: "integer", description: "findings on the node (counted up to 1000)" },
         },
       },
@@ -108,7 +115,10 @@ export const OPENAPI_DOCUMENT = {
           id: { type: "integer" },
           node: { type: "string" },
           kind: {
-            enum: ["revoked-caller-allowed", "superseded-bundle", "degraded-stage", "clock-rewind", "upload-gap", "upload-fork", "upload-chain", "upload-tampered"],
+            enum: [
+              "revoked-caller-allowed", "superseded-bundle", "degraded-stage", "clock-rewind", "upload-gap", "upload-fork", "upload-chain", "upload-tampered",
+              "upload-foreign-chain", "claim-unpublished-revision", "claim-log-behind",
+            ],
           },
           severity: { enum: ["low", "medium", "high", "critical"] },
           seqFrom: { type: ["integer", "null"] },
@@ -157,7 +167,7 @@ export const OPENAPI_DOCUMENT = {
         responses: {
           "200": { description: "stored (or all duplicates); the head moved", content: json(ref("UploadResult")) },
           "400": error("bad_gzip: the body is not gzip data"),
-          "409": error("gap, fork, chain, tampered (nothing stored, a finding raised) or conflict (another upload moved the head; retry)"),
+          "409": error("gap, fork, chain, tampered, foreign-chain — records stored under another node (nothing stored, a finding raised) — or conflict (another upload moved the head; retry)"),
           "413": error("too_large (compressed or inflated) or too_many_lines"),
           "415": error("unsupported_media_type: not application/x-ndjson with Content-Encoding gzip"),
           ...denied,

@@ -32,7 +32,10 @@ function integerHeader(request: FastifyRequest, name: string): number | undefine
   return Number(value);
 }
 
-/** The node's own report, from the x-edgeward-* headers it sends on every call; a malformed one is refused. */
+/**
+ * The node's own report, from the x-edgeward-* headers it sends on every call: its claims, kept and checked as such,
+ * never taken for facts. A malformed one is refused.
+ */
 export function nodeReport(request: FastifyRequest): { bundleRevision?: number; stage?: string; logSeq?: number } {
   const stage = request.headers["x-edgeward-stage"];
   if (stage !== undefined && (typeof stage !== "string" || !STAGES.has(stage))) {

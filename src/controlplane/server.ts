@@ -6,6 +6,7 @@ import { compileStringMatcher } from "../policy/match.ts";
 import { createLogger, type Logger } from "../telemetry/index.ts";
 import { authenticatePeer, authorize, GroupTable, RevokedSet, type Access, type Caller } from "./access.ts";
 import type { ControlPlaneConfig } from "./config.ts";
+import { ClaimCheck } from "./claims.ts";
 import { ApiError } from "./errors.ts";
 import { LogIngestion, MAX_UPLOAD_BYTES } from "./ingestion.ts";
 import { KeyedLock } from "./keyed-lock.ts";
@@ -126,6 +127,7 @@ function buildApp(ctx: AppContext): { app: FastifyInstance; routes: string[] } {
   const callers = new WeakMap<IncomingMessage, Caller>();
   const publishLock = new KeyedLock();
   const ingestion = new LogIngestion({ storage, logger, clockSkewMs: config.analysis.clockSkewMs, now });
+  const claims = new ClaimCheck(storage, logger);
 
   const app = fastify({
     https: {
@@ -161,7 +163,11 @@ function buildApp(ctx: AppContext): { app: FastifyInstance; routes: string[] } {
     const caller = authorize(access, peer, request.headers.authorization, rules);
     callers.set(request.raw, caller);
     if (access === "node" && caller.kind === "node") {
-      await storage.touchNode({ id: caller.id, group: caller.group, at: now(), ...nodeReport(request) });
+      // The node's identity is its verified SVID; what its headers say about its state is only its claim.
+      const claimed = nodeReport(request);
+      const at = now();
+      await storage.touchNode({ id: caller.id, group: caller.group, at, claimed });
+      await claims.check({ id: caller.id, group: caller.group }, claimed, at);
     }
   });
 
@@ -271,7 +277,7 @@ function buildApp(ctx: AppContext): { app: FastifyInstance; routes: string[] } {
     const [head, findings] = await Promise.all([storage.logHead(n.id), storage.listFindings({ node: n.id, limit: MAX_LIMIT })]);
     return {
       id: n.id, group: n.group, firstSeen: n.firstSeen, lastContact: n.lastContact,
-      bundleRevision: n.bundleRevision, stage: n.stage, logSeq: n.logSeq, ackSeq: head.ackSeq, findings: findings.length,
+      claimed: n.claimed, ackSeq: head.ackSeq, findings: findings.length,
     };
   }
 

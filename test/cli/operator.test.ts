@@ -4,10 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { stringify } from "yaml";
-import { GENESIS_HASH, sealRecord, serializeRecord } from "../../src/audit/index.ts";
-import { encodeBatch } from "../../src/gateway/log-upload.ts";
+import { GENESIS_HASH, sealRecord, serializeRecord } from "../../src/decision-log/index.ts";
+import { encodeBatch } from "../../src/node/log-upload.ts";
 import { initDevCa, issueSvid } from "../../src/identity/index.ts";
-import { entry } from "../audit/fixtures.ts";
+import { entry } from "../decision-log/fixtures.ts";
 import { makeBundle, makeKey, type TestKey } from "../support/bundle-factory.ts";
 import { call, mtlsAgent } from "../support/gateway-fixture.ts";
 import { runCli, startCli, type Started } from "../support/processes.ts";
@@ -139,11 +139,11 @@ describe("operator commands against a running control plane", () => {
     const nodes = await cli(["nodes", "list", ...auth]);
     assert.equal(nodes.code, 0, nodes.stderr);
     const [nodeHeader, nodeRow, ...more] = nodes.stdout.trimEnd().split("\n");
-    assert.match(nodeHeader!, /^NODE +GROUP +LAST CONTACT +REVISION +STAGE +LOG SEQ +ACKED +FINDINGS$/);
+    assert.match(nodeHeader!, /^NODE +GROUP +LAST CONTACT +CLAIMED REVISION +CLAIMED STAGE +CLAIMED LOG SEQ +ACKED +FINDINGS$/);
     assert.match(nodeRow!, new RegExp(`^${KIOSK} +kiosks +\\S+Z +4 +grace +4 +4 +[1-9]\\d*$`));
     assert.deepEqual(more, []);
-    const nodesJson = JSON.parse((await cli(["nodes", "list", "--output", "json", ...auth])).stdout) as { id: string; ackSeq: number; stage: string }[];
-    assert.deepEqual(nodesJson.map((n) => [n.id, n.ackSeq, n.stage]), [[KIOSK, 4, "grace"]]);
+    const nodesJson = JSON.parse((await cli(["nodes", "list", "--output", "json", ...auth])).stdout) as { id: string; ackSeq: number; claimed: { stage: string } }[];
+    assert.deepEqual(nodesJson.map((n) => [n.id, n.ackSeq, n.claimed.stage]), [[KIOSK, 4, "grace"]]);
   });
 
   test("a wrong token, a node's certificate, an unreachable server: exit 1 with the code", async () => {

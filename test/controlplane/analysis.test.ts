@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import type { DecisionEntry, DecisionRecord } from "../../src/audit/index.ts";
-import { analyze, refusalFinding, type AnalysisInput } from "../../src/controlplane/analysis.ts";
+import type { DecisionEntry, DecisionRecord } from "../../src/decision-log/index.ts";
+import { analyze, claimFindings, refusalFinding, type AnalysisInput, type ClaimInput } from "../../src/controlplane/analysis.ts";
 import type { StoredBundle, StoredRevocation } from "../../src/controlplane/storage/index.ts";
-import { entry } from "../audit/fixtures.ts";
+import { entry } from "../decision-log/fixtures.ts";
 import { makeChain } from "./records.ts";
 
 const T = Date.UTC(2026, 10, 23, 12, 0, 0);
@@ -137,5 +137,43 @@ test("findings are ordered by seq, then the most severe kind first", () => {
 test("a refused upload is a critical finding at the refused seq", () => {
   assert.deepEqual(refusalFinding("n", "fork", 7, "two records", NOW), {
     node: "n", kind: "upload-fork", severity: "critical", seqFrom: 7, seqTo: 7, explanation: "upload refused (fork): two records", createdAt: NOW,
+  });
+});
+
+test("a copied chain is refused as foreign-chain: a critical finding naming the node that holds the records", () => {
+  assert.deepEqual(refusalFinding("n", "foreign-chain", 1, "record seq 1 is stored under node m", NOW), {
+    node: "n", kind: "upload-foreign-chain", severity: "critical", seqFrom: 1, seqTo: 1,
+    explanation: "upload refused (foreign-chain): record seq 1 is stored under node m", createdAt: NOW,
+  });
+});
+
+describe("what a node claims, against what the centre knows", () => {
+  const claims = (patch: Partial<ClaimInput>): ClaimInput => ({
+    node: "spiffe://example.org/edge/node/kiosk-1", group: "kiosks", claimed: {}, revisionPublished: false, newestRevision: 3,
+    ackSeq: 10, now: NOW, ...patch,
+  });
+
+  test("a claimed revision never published to the node's group: newer than the newest, a hole, or a group without bundles", () => {
+    const newer = claimFindings(claims({ claimed: { bundleRevision: 999999 } }));
+    assert.deepEqual(newer.map((f) => [f.kind, f.severity, f.seqFrom, f.seqTo, f.createdAt]), [["claim-unpublished-revision", "high", null, null, NOW]]);
+    assert.match(newer[0]!.explanation, /claims to enforce bundle revision 999999, newer than any published to group kiosks \(the newest is 3\)/);
+    assert.match(claimFindings(claims({ claimed: { bundleRevision: 2 } }))[0]!.explanation, /revision 2, which was never published to group kiosks/);
+    assert.match(claimFindings(claims({ claimed: { bundleRevision: 1 }, newestRevision: null }))[0]!.explanation, /no bundle was ever published to group kiosks/);
+  });
+
+  test("a claimed log seq behind what the control plane acknowledged: the records the node says it lacks", () => {
+    const behind = claimFindings(claims({ claimed: { logSeq: 4 } }));
+    assert.deepEqual(behind.map((f) => [f.kind, f.severity, f.seqFrom, f.seqTo]), [["claim-log-behind", "high", 5, 10]]);
+    assert.match(behind[0]!.explanation, /claims its decision log ends at seq 4, but the control plane holds its records up to seq 10/);
+  });
+
+  test("claims that agree with the centre, or no claims, raise nothing", () => {
+    assert.deepEqual(claimFindings(claims({ claimed: { bundleRevision: 3, stage: "fresh", logSeq: 10 }, revisionPublished: true })), []);
+    assert.deepEqual(claimFindings(claims({ claimed: { bundleRevision: 2, logSeq: 25 }, revisionPublished: true })), []);
+    assert.deepEqual(claimFindings(claims({})), []);
+  });
+
+  test("both contradictions at once are two findings", () => {
+    assert.deepEqual(claimFindings(claims({ claimed: { bundleRevision: 9, logSeq: 0 } })).map((f) => f.kind), ["claim-unpublished-revision", "claim-log-behind"]);
   });
 });

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
-import { GENESIS_HASH, sealRecord, serializeRecord } from "../../src/audit/index.ts";
+import { GENESIS_HASH, sealRecord, serializeRecord } from "../../src/decision-log/index.ts";
 import { checkBatch, overlap, planIngest, splitBatch, toIngestRecord, type IngestPlan, type IngestRefusal } from "../../src/controlplane/ingest.ts";
 import type { IngestRecord, LogHead } from "../../src/controlplane/storage/index.ts";
-import { entry } from "../audit/fixtures.ts";
+import { entry } from "../decision-log/fixtures.ts";
 import { makeChain, ndjson, type Chain } from "./records.ts";
 
 /** The storage side of ingestion, in memory: what the server does around the pure functions. */

@@ -1,6 +1,6 @@
 import { gzipSync } from "node:zlib";
-import { GENESIS_HASH, sealRecord, serializeRecord, type DecisionEntry, type DecisionRecord } from "../../src/audit/index.ts";
-import { entry } from "../audit/fixtures.ts";
+import { GENESIS_HASH, sealRecord, serializeRecord, type DecisionEntry, type DecisionRecord } from "../../src/decision-log/index.ts";
+import { entry } from "../decision-log/fixtures.ts";
 
 export interface Chain {
   records: DecisionRecord[];

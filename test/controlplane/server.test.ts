@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { gzipSync } from "node:zlib";
 import { request, type Agent } from "undici";
-import { entry } from "../audit/fixtures.ts";
+import { entry } from "../decision-log/fixtures.ts";
 import { MANIFEST_FILE, packArchive, SIGNATURE_FILE, unpackArchive, verifyBundle } from "../../src/bundle/index.ts";
 import { ConfigError } from "../../src/config/index.ts";
 import { ControlPlane, OPENAPI_DOCUMENT, parseControlPlaneConfig, type ControlPlaneConfigInput } from "../../src/controlplane/index.ts";
@@ -14,6 +14,7 @@ import { initDevCa, issueSvid } from "../../src/identity/index.ts";
 import { createLogger } from "../../src/telemetry/index.ts";
 import { makeBundle, makeKey, trust, type TestKey } from "../support/bundle-factory.ts";
 import { call, mtlsAgent } from "../support/gateway-fixture.ts";
+import { waitFor } from "../support/wait.ts";
 import { gzBatch, makeChain } from "./records.ts";
 
 const TD = "example.org";
@@ -212,23 +213,22 @@ describe("control plane over HTTPS with mTLS", () => {
 
     test("long-poll: held until the group publishes, then answered with the new bundle and Preference-Applied", async () => {
       const current = (await call(agents["kiosk-2"]!, url("/v1/bundle"))).headers.etag as string;
-      const started = Date.now();
       // Longer than 300 s is clamped to 300 s.
       const held = call(agents["kiosk-2"]!, url("/v1/bundle"), { headers: { "if-none-match": current, prefer: "respond-async, wait=99999" } });
-      await until(() => cp.longPoll.waiting === 1);
+      await waitFor("the request held as a long-poll", () => cp.longPoll.waiting === 1);
       assert.equal((await push((await bundle(4)).archive)).status, 201);
       const r = await held;
       assert.equal(r.status, 200);
       assert.equal(r.headers["preference-applied"], "wait=300");
+      // Answered by the publish, not by the wait running out (which is a 304 with the old ETag).
       assert.notEqual(r.headers.etag, current);
-      assert.ok(Date.now() - started < 10_000);
       assert.equal(cp.longPoll.waiting, 0);
     });
 
     test("long-poll: the wait runs out with 304; a publish to another group does not wake it", async () => {
       const current = (await call(agents["kiosk-2"]!, url("/v1/bundle"))).headers.etag as string;
       const held = call(agents["kiosk-2"]!, url("/v1/bundle"), { headers: { "if-none-match": current, prefer: "wait=1" } });
-      await until(() => cp.longPoll.waiting === 1);
+      await waitFor("the request held as a long-poll", () => cp.longPoll.waiting === 1);
       assert.equal((await push((await bundle(1)).archive, "labs")).status, 201);
       const r = await held;
       assert.equal(r.status, 304);
@@ -243,10 +243,10 @@ describe("control plane over HTTPS with mTLS", () => {
       const current = (await call(agents["kiosk-2"]!, url("/v1/bundle"))).headers.etag as string;
       const abort = new AbortController();
       const held = request(url("/v1/bundle"), { dispatcher: agents["kiosk-2"]!, headers: { "if-none-match": current, prefer: "wait=300" }, signal: abort.signal });
-      await until(() => cp.longPoll.waiting === 1);
+      await waitFor("the request held as a long-poll", () => cp.longPoll.waiting === 1);
       abort.abort();
       await assert.rejects(held);
-      await until(() => cp.longPoll.waiting === 0);
+      await waitFor("the long-poll forgotten", () => cp.longPoll.waiting === 0);
     });
   });
 
@@ -261,6 +261,24 @@ describe("control plane over HTTPS with mTLS", () => {
       assert.deepEqual((await call(agents["kiosk-1"]!, url("/v1/logs/head"))).json(), { ackSeq: 10, ackHash: chain.records[9]!.hash });
       assert.equal(await cp.storage.countRecords(NODE("kiosk-1")), 10);
       assert.deepEqual((await cp.storage.getRecords(NODE("kiosk-1"), 1, 10)).map((x) => x.line), chain.lines.slice(0, 10));
+    });
+
+    test("a node uploading another node's records is refused: 409 foreign-chain, a critical finding, nothing stored", async () => {
+      // kiosk-1's records, as the control plane holds them, sent by lab-1, whose log there is empty: they chain
+      // from the genesis and verify, but they are kiosk-1's decisions.
+      const copied = await upload("lab-1", gzBatch(chain, 1, 10));
+      assert.equal(copied.status, 409, copied.text);
+      assert.deepEqual([copied.json().error.code, copied.json().error.seq, copied.json().ackSeq], ["foreign-chain", 1, 0]);
+      assert.match(copied.json().error.message, new RegExp(`record seq 1 .* is stored under ${NODE("kiosk-1")} as its seq 1`));
+      assert.equal(await cp.storage.countRecords(NODE("lab-1")), 0);
+      assert.deepEqual((await call(agents["lab-1"]!, url("/v1/logs/head"))).json(), { ackSeq: 0, ackHash: "0".repeat(64) });
+      const found = await findings(NODE("lab-1"), "upload-foreign-chain");
+      assert.deepEqual(found.map((f) => [f.severity, f.seqFrom, f.seqTo]), [["critical", 1, 1]]);
+      assert.ok(found[0]!.explanation.includes(NODE("kiosk-1")), found[0]!.explanation);
+      // Sent again, it is refused again but reported once; the holder goes on.
+      assert.equal((await upload("lab-1", gzBatch(chain, 1, 10))).json().error.code, "foreign-chain");
+      assert.equal((await findings(NODE("lab-1"), "upload-foreign-chain")).length, 1);
+      assert.equal((await findings(NODE("kiosk-1"), "upload-foreign-chain")).length, 0);
     });
 
     test("a duplicate batch stores nothing; an overlapping one only what is new", async () => {
@@ -328,7 +346,7 @@ describe("control plane over HTTPS with mTLS", () => {
     });
 
     test("uploads of one node run one at a time: concurrent resends never duplicate", async () => {
-      const fresh = makeChain(40);
+      const fresh = makeChain(Array.from({ length: 40 }, (_, i) => entry(i + 1, { requestId: `kiosk-4-${i + 1}` })));
       const results = await Promise.all([1, 2, 3, 4].map(() => upload("kiosk-4", gzBatch(fresh, 1, 40))));
       assert.deepEqual(results.map((r) => r.status), [200, 200, 200, 200]);
       assert.equal(results.reduce((n, r) => n + r.json().accepted, 0), 40);
@@ -346,11 +364,15 @@ describe("control plane over HTTPS with mTLS", () => {
       assert.equal((await operator("/v1/revocations", { body: { spiffeId: MALLORY, reason: "x".repeat(1025) } })).status, 400);
       assert.equal((await call(agents["kiosk-1"]!, url("/v1/revocations"), { body: { spiffeId: MALLORY, reason: "x" } })).status, 403);
 
+      const sent = Date.now();
       const r = await operator("/v1/revocations", { body: { spiffeId: MALLORY, reason: "laptop stolen" } });
+      const answered = Date.now();
       assert.equal(r.status, 201);
       const { revocation, bundles } = r.json();
       assert.deepEqual({ ...revocation, id: 0, revokedAt: "" }, { id: 0, kind: "spiffe-id", value: MALLORY, reason: "laptop stolen", revokedAt: "" });
-      assert.ok(Math.abs(Date.parse(revocation.revokedAt) - Date.now()) < 10_000);
+      // Stamped while the request was handled (to the second, in case the stamp is truncated).
+      const revokedAt = Date.parse(revocation.revokedAt);
+      assert.ok(revokedAt >= sent - 1000 && revokedAt <= answered, `${revocation.revokedAt} not between the request and its answer`);
       assert.deepEqual(bundles, [{ group: "kiosks", revision: before.revision + 1 }, { group: "labs", revision: 2 }]);
 
       const fetched = await request(url("/v1/bundle"), { dispatcher: agents["kiosk-3"]! });
@@ -399,20 +421,27 @@ describe("control plane over HTTPS with mTLS", () => {
   });
 
   describe("fleet view", () => {
-    test("node fields come from the x-edgeward-* headers of its calls", async () => {
-      const headers = { "x-edgeward-bundle-revision": "7", "x-edgeward-stage": "grace", "x-edgeward-log-seq": "31" };
+    const view = async (name: string) => (await operator(`/v1/nodes/${encodeURIComponent(NODE(name))}`)).json();
+    const newest = async (group: string) => (await operator(`/v1/bundles?group=${group}&limit=1`)).json()[0].revision as number;
+
+    test("what the x-edgeward-* headers of a node's calls say is shown as its claims", async () => {
+      const revision = await newest("kiosks");
+      const headers = { "x-edgeward-bundle-revision": String(revision), "x-edgeward-stage": "grace", "x-edgeward-log-seq": "31" };
       assert.equal((await call(agents["kiosk-1"]!, url("/v1/logs/head"), { headers })).status, 200);
       const r = await operator(`/v1/nodes/${encodeURIComponent(NODE("kiosk-1"))}`);
       assert.equal(r.status, 200);
-      const view = r.json();
-      assert.deepEqual({ ...view, firstSeen: "", lastContact: "", findings: 0 }, {
-        id: NODE("kiosk-1"), group: "kiosks", firstSeen: "", lastContact: "", bundleRevision: 7, stage: "grace", logSeq: 31, ackSeq: 30, findings: 0,
+      const shown = r.json();
+      assert.deepEqual({ ...shown, firstSeen: "", lastContact: "", findings: 0 }, {
+        id: NODE("kiosk-1"), group: "kiosks", firstSeen: "", lastContact: "",
+        claimed: { bundleRevision: revision, stage: "grace", logSeq: 31 }, ackSeq: 30, findings: 0,
       });
-      assert.ok(view.findings >= 4, "the refused uploads");
-      assert.ok(Date.parse(view.lastContact) >= Date.parse(view.firstSeen));
+      assert.ok(shown.findings >= 4, "the refused uploads");
+      assert.ok(Date.parse(shown.lastContact) >= Date.parse(shown.firstSeen));
       // A later call without the headers keeps what the node last reported.
       await call(agents["kiosk-1"]!, url("/v1/logs/head"));
-      assert.equal((await operator(`/v1/nodes/${encodeURIComponent(NODE("kiosk-1"))}`)).json().stage, "grace");
+      assert.equal((await view("kiosk-1")).claimed.stage, "grace");
+      // Claims that agree with what the centre knows raise nothing.
+      assert.deepEqual((await findings(NODE("kiosk-1"))).filter((f) => f.kind.startsWith("claim-")), []);
       for (const bad of [{ "x-edgeward-stage": "sideways" }, { "x-edgeward-log-seq": "-1" }, { "x-edgeward-bundle-revision": "7a" }] as Record<string, string>[]) {
         assert.equal((await call(agents["kiosk-1"]!, url("/v1/logs/head"), { headers: bad })).status, 400, JSON.stringify(bad));
       }
@@ -421,21 +450,40 @@ describe("control plane over HTTPS with mTLS", () => {
       assert.equal((await operator(`/v1/nodes/${encodeURIComponent(NODE("nobody"))}`)).status, 404);
     });
 
+    test("a claimed revision never published to the node's group is kept as a claim and raised as a finding, once", async () => {
+      const headers = { "x-edgeward-bundle-revision": "999999", "x-edgeward-stage": "fresh", "x-edgeward-log-seq": "40" };
+      for (let i = 0; i < 2; i++) assert.equal((await call(agents["kiosk-4"]!, url("/v1/logs/head"), { headers })).status, 200);
+      assert.deepEqual((await view("kiosk-4")).claimed, { bundleRevision: 999999, stage: "fresh", logSeq: 40 });
+      const found = await findings(NODE("kiosk-4"), "claim-unpublished-revision");
+      assert.deepEqual(found.map((f) => [f.severity, f.seqFrom, f.seqTo]), [["high", null, null]]);
+      assert.match(found[0]!.explanation, new RegExp(`claims to enforce bundle revision 999999, newer than any published to group kiosks \\(the newest is ${await newest("kiosks")}\\)`));
+      // The table and the JSON of the CLI read the same view.
+      const listed = (await operator("/v1/nodes")).json().find((n: { id: string }) => n.id === NODE("kiosk-4"));
+      assert.equal(listed.claimed.bundleRevision, 999999);
+      assert.equal("bundleRevision" in listed, false, "a claim is never shown as a fact");
+    });
+
+    test("a claimed log seq behind the acknowledged head is raised as a finding over the records the node says it lacks", async () => {
+      assert.equal((await call(agents["kiosk-4"]!, url("/v1/logs/head"), { headers: { "x-edgeward-log-seq": "12" } })).status, 200);
+      const found = await findings(NODE("kiosk-4"), "claim-log-behind");
+      assert.deepEqual(found.map((f) => [f.severity, f.seqFrom, f.seqTo]), [["high", 13, 40]]);
+      assert.match(found[0]!.explanation, /claims its decision log ends at seq 12, but the control plane holds its records up to seq 40/);
+    });
+
     test("the OpenAPI document describes every route, and nothing else", async () => {
       const doc = (await call(agents["kiosk-1"]!, url("/v1/openapi.json"))).json() as typeof OPENAPI_DOCUMENT;
       assert.equal(doc.openapi, "3.1.0");
       const described = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`)).sort();
       const served = cp.routes.map((r) => r.replace(/:(\w+)/g, "{$1}")).sort();
       assert.deepEqual(described, served);
+      const node = doc.components.schemas.Node as { required: readonly string[]; properties: Record<string, { description?: string }> };
+      assert.ok(node.required.includes("claimed"));
+      assert.match(node.properties.claimed!.description!, /claims/);
+      for (const kind of ["upload-foreign-chain", "claim-unpublished-revision", "claim-log-behind"]) {
+        assert.ok((doc.components.schemas.Finding.properties.kind.enum as readonly string[]).includes(kind), kind);
+      }
     });
   });
 });
 
-async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not reached in time");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 

@@ -1,15 +1,16 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { after, before, describe, test } from "node:test";
 import pg from "pg";
-import { GENESIS_HASH, sealRecord, serializeRecord } from "../../src/audit/index.ts";
+import { GENESIS_HASH, sealRecord, serializeRecord } from "../../src/decision-log/index.ts";
 import {
-  openPostgresStorage, openSqliteStorage, StorageConflictError, StorageError,
+  ForeignRecordError, openPostgresStorage, openSqliteStorage, StorageConflictError, StorageError,
 } from "../../src/controlplane/storage/index.ts";
+import { POSTGRES_MIGRATIONS, SCHEMA_VERSION_TABLE_POSTGRES, SCHEMA_VERSION_TABLE_SQLITE, SQLITE_MIGRATIONS } from "../../src/controlplane/storage/schema.ts";
 import type {
   Finding, IngestRecord, LogHead, Storage, StoredBundle,
 } from "../../src/controlplane/storage/index.ts";
@@ -24,6 +25,8 @@ interface Backend {
   open(location: string): Promise<Storage>;
   /** Raw SQL at the location, beside the storage: to inspect the schema or plant what a test needs. */
   sql(location: string, text: string): Promise<Row[]>;
+  /** A database at `location` as the first edgeward release left it: schema version 1 only, and `plant` run in it. */
+  createVersion1(location: string, plant: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -152,7 +155,7 @@ function storageSuite(name: string, start: () => Promise<Backend>): void {
       assert.deepEqual(await storage.getRecords(NODE, 1, 100), []);
       assert.equal(await storage.countRecords(NODE), 0);
       assert.deepEqual(await storage.listFindings({}), []);
-      assert.deepEqual((await db().sql(location, "SELECT version FROM schema_version")).map((r) => Number(r.version)), [1]);
+      assert.deepEqual((await db().sql(location, "SELECT version FROM schema_version")).map((r) => Number(r.version)), [1, 2]);
     });
 
     test("bundles: the latest per group comes back byte-identical; history is newest first, limited, without archives", async (t) => {
@@ -168,6 +171,9 @@ function storageSuite(name: string, start: () => Promise<Backend>): void {
       assert.equal(await storage.latestBundle("kiosk"), null, "no prefix matching");
       assert.deepEqual(await storage.bundleHistory("kiosks", 10), [k10, k2, k1].map(withoutArchive));
       assert.deepEqual(await storage.bundleHistory("kiosks", 2), [k10, k2].map(withoutArchive));
+      assert.deepEqual(await storage.bundleMeta("kiosks", 2), withoutArchive(k2));
+      assert.equal(await storage.bundleMeta("kiosks", 4), null);
+      assert.equal(await storage.bundleMeta("lab", 2), null, "a revision of another group");
       assert.deepEqual(await storage.bundleGroups(), ["kiosks", "lab"]);
       await assert.rejects(storage.bundleHistory("kiosks", 0), refused("input", /limit is not an integer ≥ 1/));
     });
@@ -212,26 +218,29 @@ function storageSuite(name: string, start: () => Promise<Backend>): void {
       assert.equal((await storage.listRevocations()).length, 2);
     });
 
-    test("touchNode creates a node, then keeps the state of its latest contact; absent fields keep their value", async (t) => {
-      const { storage } = await fresh(t);
+    test("touchNode creates a node, then keeps the claims of its latest contact; absent claims keep their value", async (t) => {
+      const { storage, location } = await fresh(t);
       await storage.touchNode({ id: NODE, group: "kiosks", at: at(5000) });
       assert.deepEqual(await storage.getNode(NODE), {
-        id: NODE, group: "kiosks", firstSeen: at(5000), lastContact: at(5000), bundleRevision: null, stage: null, logSeq: null,
+        id: NODE, group: "kiosks", firstSeen: at(5000), lastContact: at(5000), claimed: { bundleRevision: null, stage: null, logSeq: null },
       });
 
-      await storage.touchNode({ id: NODE, group: "kiosks", at: at(9000), bundleRevision: 7, stage: "fresh", logSeq: 42 });
+      await storage.touchNode({ id: NODE, group: "kiosks", at: at(9000), claimed: { bundleRevision: 7, stage: "fresh", logSeq: 42 } });
       // A request that arrived earlier but finished later reports older state: it changes nothing.
-      await storage.touchNode({ id: NODE, group: "lab", at: at(8000), bundleRevision: 6, stage: "locked", logSeq: 41 });
+      await storage.touchNode({ id: NODE, group: "lab", at: at(8000), claimed: { bundleRevision: 6, stage: "locked", logSeq: 41 } });
       assert.deepEqual(await storage.getNode(NODE), {
-        id: NODE, group: "kiosks", firstSeen: at(5000), lastContact: at(9000), bundleRevision: 7, stage: "fresh", logSeq: 42,
+        id: NODE, group: "kiosks", firstSeen: at(5000), lastContact: at(9000), claimed: { bundleRevision: 7, stage: "fresh", logSeq: 42 },
       });
 
-      await storage.touchNode({ id: NODE, group: "kiosks-eu", at: at(9500), stage: "grace" });
+      await storage.touchNode({ id: NODE, group: "kiosks-eu", at: at(9500), claimed: { stage: "grace" } });
       await storage.touchNode({ id: NODE, group: "kiosks-eu", at: at(1000) }); // an earlier first contact, recorded late
       await storage.touchNode({ id: "spiffe://example.org/edge/node/a", group: "lab", at: at(1000) });
       assert.deepEqual(await storage.getNode(NODE), {
-        id: NODE, group: "kiosks-eu", firstSeen: at(1000), lastContact: at(9500), bundleRevision: 7, stage: "grace", logSeq: 42,
+        id: NODE, group: "kiosks-eu", firstSeen: at(1000), lastContact: at(9500), claimed: { bundleRevision: 7, stage: "grace", logSeq: 42 },
       });
+      // The columns say what they hold: the node's word, not the centre's.
+      const [row] = await db().sql(location, "SELECT claimed_bundle_revision, claimed_stage, claimed_log_seq FROM nodes WHERE group_name = 'kiosks-eu'");
+      assert.deepEqual([Number(row!.claimed_bundle_revision), row!.claimed_stage, Number(row!.claimed_log_seq)], [7, "grace", 42]);
       assert.deepEqual((await storage.listNodes()).map((n) => n.id), ["spiffe://example.org/edge/node/a", NODE]);
       assert.equal(await storage.getNode("spiffe://example.org/edge/node/kiosk-1"), null);
     });
@@ -299,7 +308,7 @@ function storageSuite(name: string, start: () => Promise<Backend>): void {
       assert.deepEqual(await storage.logHead(NODE), headOf(first));
       assert.deepEqual(await storage.getRecords(NODE, 1, 10), first);
       // A node's first batch that repeats a seq leaves no head behind either.
-      const fresh1 = chain(1);
+      const fresh1 = chain(1, EMPTY, 500_000);
       await assert.rejects(storage.appendRecords(ODD_NODE, EMPTY, [...fresh1, ...fresh1]), conflict("record-seq"));
       assert.deepEqual(await storage.logHead(ODD_NODE), EMPTY);
       assert.equal(await storage.countRecords(ODD_NODE), 0);
@@ -326,6 +335,82 @@ function storageSuite(name: string, start: () => Promise<Backend>): void {
         const lastTime = head.lastTime !== null && after.lastTime !== null && head.lastTime > after.lastTime ? head.lastTime : after.lastTime;
         assert.deepEqual(await storage.logHead(NODE), { ...after, lastTime });
         assert.deepEqual(await other.getRecords(NODE, head.ackSeq + 1, head.ackSeq + 100), winner);
+      }
+    });
+
+    test("records whose hashes are stored under another node are refused as a copy, naming the holder; nothing is stored", async (t) => {
+      const { storage } = await fresh(t);
+      const theirs = chain(5);
+      await storage.appendRecords(NODE, EMPTY, theirs);
+      // Record hashes cover a unique request id and a time: the same hash under two nodes is a copy.
+      await assert.rejects(storage.appendRecords(ODD_NODE, EMPTY, theirs), (err: unknown) =>
+        conflict("record-hash")(err) && err instanceof ForeignRecordError
+        && err.seq === 1 && err.holder === NODE && err.holderSeq === 1
+        && /record seq 1 of .* is stored under .*kiosk-17 as its seq 1/.test(err.message));
+      // Copied records after records of its own: the first copy is named, and the node's own records roll back with it.
+      const own = chain(2, EMPTY, 700_000);
+      await assert.rejects(storage.appendRecords(ODD_NODE, EMPTY, [...own, { ...theirs[3]!, seq: 3 }]), (err: unknown) =>
+        err instanceof ForeignRecordError && err.seq === 3 && err.holderSeq === 4);
+      assert.deepEqual(await storage.logHead(ODD_NODE), EMPTY);
+      assert.equal(await storage.countRecords(ODD_NODE), 0);
+      // The holder carries on; the other node with records of its own too.
+      const more = chain(2, headOf(theirs), 5000);
+      assert.deepEqual(await storage.appendRecords(NODE, headOf(theirs), more), headOf(more));
+      assert.deepEqual(await storage.appendRecords(ODD_NODE, EMPTY, own), headOf(own));
+    });
+
+    test("two nodes storing the same records at once: one is stored, the other refused as a copy", async (t) => {
+      const { storage, location } = await fresh(t);
+      const other = await db().open(location);
+      t.after(() => other.close());
+      const records = chain(50);
+      const results = await Promise.allSettled([storage.appendRecords(NODE, EMPTY, records), other.appendRecords(ODD_NODE, EMPTY, records)]);
+      const won = results.flatMap((r, i) => (r.status === "fulfilled" ? [i] : []));
+      assert.equal(won.length, 1, JSON.stringify(results.map((r) => r.status)));
+      const [winner, loser] = won[0] === 0 ? [NODE, ODD_NODE] : [ODD_NODE, NODE];
+      const refusal = results[1 - won[0]!] as PromiseRejectedResult;
+      assert.ok(refusal.reason instanceof ForeignRecordError && refusal.reason.holder === winner, String(refusal.reason));
+      assert.equal(await storage.countRecords(winner), 50);
+      assert.equal(await storage.countRecords(loser), 0);
+    });
+
+    test("a version-1 database holding copies: the upgrade keeps them, marks them, reports them and refuses new ones", async () => {
+      const location = await db().fresh();
+      const shared = chain(3);
+      const own = chain(1, EMPTY, 900_000);
+      const values = (node: string, records: IngestRecord[]) =>
+        records.map((r) => `('${node}', ${r.seq}, '${r.hash}', '${r.prev}', '${r.time}', '${r.line.replaceAll("'", "''")}')`).join(", ");
+      const A = "spiffe://example.org/edge/node/a";
+      const B = "spiffe://example.org/edge/node/b";
+      await db().createVersion1(location, `
+        INSERT INTO nodes (id, group_name, first_seen, last_contact, bundle_revision, stage, log_seq) VALUES ('${A}', 'kiosks', '${at(0)}', '${at(0)}', 5, 'grace', 3);
+        INSERT INTO log_heads (node, ack_seq, ack_hash, last_time) VALUES ('${A}', 3, '${shared[2]!.hash}', '${shared[2]!.time}'), ('${B}', 3, '${shared[2]!.hash}', '${shared[2]!.time}');
+        INSERT INTO records (node, seq, hash, prev, time, line) VALUES ${values(A, shared)}, ${values(B, shared)};
+      `);
+      const storage = await db().open(location);
+      try {
+        assert.deepEqual((await db().sql(location, "SELECT version FROM schema_version ORDER BY version")).map((r) => Number(r.version)), [1, 2]);
+        assert.deepEqual((await storage.getNode(A))!.claimed, { bundleRevision: 5, stage: "grace", logSeq: 3 });
+        // Nothing stored is deleted; one of the two nodes holding the same records is reported.
+        assert.deepEqual(await storage.getRecords(A, 1, 3), shared);
+        assert.deepEqual(await storage.getRecords(B, 1, 3), shared);
+        const reported = await storage.listFindings({ kind: "upload-foreign-chain" });
+        assert.equal(reported.length, 1, JSON.stringify(reported));
+        const [finding] = reported;
+        const holder = finding!.node === A ? B : A;
+        assert.deepEqual([finding!.severity, finding!.seqFrom, finding!.seqTo], ["critical", 1, 3]);
+        assert.ok(finding!.explanation.includes(holder), finding!.explanation);
+        assert.ok(!Number.isNaN(Date.parse(finding!.createdAt)));
+        // From now on a third copy is refused, and the nodes go on with records of their own.
+        await assert.rejects(storage.appendRecords("spiffe://example.org/edge/node/c", EMPTY, shared), (err: unknown) =>
+          err instanceof ForeignRecordError && err.holder === holder);
+        for (const [node, startMs] of [[A, 100_000], [B, 200_000]] as const) {
+          const next = chain(1, headOf(shared), startMs);
+          assert.deepEqual(await storage.appendRecords(node, headOf(shared), next), headOf(next));
+        }
+        assert.deepEqual(await storage.appendRecords("spiffe://example.org/edge/node/c", EMPTY, own), headOf(own));
+      } finally {
+        await storage.close();
       }
     });
 
@@ -371,14 +456,14 @@ function storageSuite(name: string, start: () => Promise<Backend>): void {
       const { storage, location } = await fresh(t);
       const [f] = await storage.addFindings([finding(1, { node: HOSTILE, kind: HOSTILE, explanation: UNICODE })]);
       await storage.addRevocation({ kind: "spiffe-id", value: HOSTILE, reason: HOSTILE, revokedAt: at(0) });
-      await storage.touchNode({ id: HOSTILE, group: HOSTILE, at: at(0), stage: HOSTILE });
+      await storage.touchNode({ id: HOSTILE, group: HOSTILE, at: at(0), claimed: { stage: HOSTILE } });
       await storage.putBundle({ ...bundle(HOSTILE, 1), name: UNICODE });
 
       assert.deepEqual(await storage.listFindings({ node: HOSTILE, kind: HOSTILE }), [f]);
       assert.deepEqual(await storage.listFindings({ node: "' OR '1'='1" }), []);
       assert.deepEqual(await storage.listFindings({ severity: "low' OR 1=1 --" }), []);
       assert.equal((await storage.listRevocations())[0]!.reason, HOSTILE);
-      assert.equal((await storage.getNode(HOSTILE))!.stage, HOSTILE);
+      assert.equal((await storage.getNode(HOSTILE))!.claimed.stage, HOSTILE);
       assert.equal((await storage.latestBundle(HOSTILE))!.name, UNICODE);
       const tables = await db().sql(location, "SELECT count(*) AS n FROM findings");
       assert.equal(Number(tables[0]!.n), 1);
@@ -386,7 +471,7 @@ function storageSuite(name: string, start: () => Promise<Backend>): void {
 
     test("a node id with odd characters works everywhere a node id is used", async (t) => {
       const { storage } = await fresh(t);
-      await storage.touchNode({ id: ODD_NODE, group: "kiosks", at: at(0), logSeq: 2 });
+      await storage.touchNode({ id: ODD_NODE, group: "kiosks", at: at(0), claimed: { logSeq: 2 } });
       const records = chain(2);
       await storage.appendRecords(ODD_NODE, EMPTY, records);
       await storage.addFindings([finding(1, { node: ODD_NODE })]);
@@ -453,14 +538,14 @@ function storageSuite(name: string, start: () => Promise<Backend>): void {
         await again.close();
         await concurrently.close();
       }
-      assert.deepEqual((await db().sql(location, "SELECT version FROM schema_version")).map((r) => Number(r.version)), [1]);
+      assert.deepEqual((await db().sql(location, "SELECT version FROM schema_version ORDER BY version")).map((r) => Number(r.version)), [1, 2]);
     });
 
     test("a database migrated by a newer edgeward is refused", async () => {
       const location = await db().fresh();
       await (await db().open(location)).close();
       await db().sql(location, "INSERT INTO schema_version (version, applied_at) VALUES (99, '2030-01-01T00:00:00.000Z')");
-      await assert.rejects(db().open(location), refused("schema", /schema version 99, newer than this edgeward knows \(1\): upgrade edgeward/));
+      await assert.rejects(db().open(location), refused("schema", /schema version 99, newer than this edgeward knows \(2\): upgrade edgeward/));
     });
   });
 }
@@ -482,6 +567,17 @@ storageSuite("SQLite storage", async () => {
         raw.close();
       }
     },
+    async createVersion1(location, plant) {
+      mkdirSync(dirname(location), { recursive: true });
+      const raw = new DatabaseSync(location);
+      try {
+        raw.exec(SCHEMA_VERSION_TABLE_SQLITE);
+        raw.exec(SQLITE_MIGRATIONS[0]!);
+        raw.exec(`INSERT INTO schema_version (version, applied_at) VALUES (1, '${at(0)}'); ${plant}`);
+      } finally {
+        raw.close();
+      }
+    },
     async stop() {
       rmSync(dir, { recursive: true, force: true });
     },
@@ -498,6 +594,15 @@ storageSuite("PostgreSQL storage", async () => {
       await client.connect();
       try {
         return (await client.query(text)).rows as Row[];
+      } finally {
+        await client.end();
+      }
+    },
+    async createVersion1(location, plant) {
+      const client = new pg.Client({ connectionString: location });
+      await client.connect();
+      try {
+        await client.query(`${SCHEMA_VERSION_TABLE_POSTGRES}; ${POSTGRES_MIGRATIONS[0]!}; INSERT INTO schema_version (version, applied_at) VALUES (1, now()); ${plant}`);
       } finally {
         await client.end();
       }

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { gzipSync } from "node:zlib";
 import type { Agent } from "undici";
+import { GENESIS_HASH, sealRecord, serializeRecord, type DecisionEntry, type DecisionRecord } from "../../src/decision-log/index.ts";
 import { Fleet, NODE, pool, waitFor, type GatewayProcess } from "../support/fleet.ts";
 
 /**
@@ -150,15 +151,30 @@ describe("faults: SIGKILL during appends, uploads and ingestion; hostile batches
     assert.deepEqual(JSON.parse(findings.stdout), [], "an interrupted upload is not a refused one");
   });
 
-  test("batches posted by hand: a tampered record is refused and reported; a resend is duplicates; a gap is refused until filled", async () => {
-    // Real records (gw-a's first ten) posted as another node, gw-c, whose log at the control plane is empty.
-    const lines = gwA.log().slice(0, 10).map((r) => r.line);
-    const hashes = gwA.log().slice(0, 10).map((r) => r.hash);
+  test("batches posted by hand: another node's records and a tampered record are refused and reported; a resend is duplicates; a gap is refused until filled", async () => {
+    const post = (payload: Buffer) => fleet.asNode("gw-c", "/v1/logs", { method: "POST", body: payload, headers: NDJSON });
+    // Real records (gw-a's first ten) posted as another node, gw-c, whose log at the control plane is empty: they
+    // verify as a chain, but the control plane holds them as gw-a's.
+    const theirs = gwA.log().slice(0, 10).map((r) => r.line);
+    const copied = await post(gzipSync(theirs.slice(0, 5).map((l) => `${l}\n`).join("")));
+    assert.equal(copied.status, 409, copied.text);
+    assert.deepEqual([copied.json().error.code, copied.json().error.seq, copied.json().ackSeq], ["foreign-chain", 1, 0]);
+    assert.equal(fleet.central(NODE("gw-c")).seqs.length, 0, "nothing of the copy was stored");
+
+    // gw-c's own records: the same decisions under its own request ids, sealed into a chain of its own.
+    let prev = GENESIS_HASH;
+    const own = theirs.map((line, i) => {
+      const { seq: _seq, prev: _prev, hash: _hash, ...decision } = JSON.parse(line) as DecisionRecord;
+      const record = sealRecord({ ...(decision as DecisionEntry), requestId: `gw-c-${i + 1}` }, i + 1, prev);
+      prev = record.hash;
+      return record;
+    });
+    const lines = own.map(serializeRecord);
+    const hashes = own.map((r) => r.hash);
     const body = (from: number, to: number, edit?: (text: string) => string) => {
       const text = lines.slice(from - 1, to).map((l) => `${l}\n`).join("");
       return gzipSync(edit ? edit(text) : text);
     };
-    const post = (payload: Buffer) => fleet.asNode("gw-c", "/v1/logs", { method: "POST", body: payload, headers: NDJSON });
 
     // One byte of record 3's requestId changed: still JSON in canonical form, but no longer its hash.
     const third = lines[2]!;
@@ -186,6 +202,6 @@ describe("faults: SIGKILL during appends, uploads and ingestion; hostile batches
     assert.deepEqual(fleet.central(NODE("gw-c")).lines, lines);
 
     const kinds = (JSON.parse((await fleet.operatorCli(["findings", "list", "--node", NODE("gw-c"), "--output", "json"])).stdout) as { kind: string }[]).map((f) => f.kind);
-    assert.deepEqual(kinds.sort(), ["upload-gap", "upload-tampered"]);
+    assert.deepEqual(kinds.sort(), ["upload-foreign-chain", "upload-gap", "upload-tampered"]);
   });
 });

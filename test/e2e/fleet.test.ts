@@ -79,13 +79,13 @@ describe("fleet: bundles out, decisions back, a revocation during an outage", ()
 
     // The fleet view: what each node reported with its calls after the activation.
     await waitFor("both nodes report revision 1", async () => {
-      for (const gw of gateways) if ((await fleet.node(gw.id))?.bundleRevision !== 1) return false;
+      for (const gw of gateways) if ((await fleet.node(gw.id))?.claimed.bundleRevision !== 1) return false;
       return true;
     });
     const listed = await fleet.operatorCli(["nodes", "list", "--output", "json"]);
     assert.equal(listed.code, 0, listed.stderr);
-    const nodes = JSON.parse(listed.stdout) as { id: string; group: string; bundleRevision: number; stage: string; lastContact: string; firstSeen: string }[];
-    assert.deepEqual(nodes.map((n) => [n.id, n.group, n.bundleRevision, n.stage]), [[NODE("gw-a"), GROUP, 1, "fresh"], [NODE("gw-b"), GROUP, 1, "fresh"]]);
+    const nodes = JSON.parse(listed.stdout) as { id: string; group: string; claimed: { bundleRevision: number; stage: string }; lastContact: string; firstSeen: string }[];
+    assert.deepEqual(nodes.map((n) => [n.id, n.group, n.claimed.bundleRevision, n.claimed.stage]), [[NODE("gw-a"), GROUP, 1, "fresh"], [NODE("gw-b"), GROUP, 1, "fresh"]]);
     for (const n of nodes) {
       assert.ok(Number.isFinite(Date.parse(n.lastContact)) && Math.abs(Date.now() - Date.parse(n.lastContact)) < 30_000, n.lastContact);
       assert.ok(Date.parse(n.lastContact) >= Date.parse(n.firstSeen));
@@ -160,8 +160,8 @@ describe("fleet: bundles out, decisions back, a revocation during an outage", ()
     }
 
     for (const gw of gateways) await uploaded(gw);
-    const nodes = JSON.parse((await fleet.operatorCli(["nodes", "list", "--output", "json"])).stdout) as { id: string; bundleRevision: number; stage: string; logSeq: number; ackSeq: number }[];
-    assert.deepEqual(nodes.map((n) => [n.id, n.bundleRevision, n.stage, n.ackSeq]), gateways.map((gw) => [gw.id, 2, "fresh", gw.log().length]));
+    const nodes = JSON.parse((await fleet.operatorCli(["nodes", "list", "--output", "json"])).stdout) as { id: string; claimed: { bundleRevision: number; stage: string }; ackSeq: number }[];
+    assert.deepEqual(nodes.map((n) => [n.id, n.claimed.bundleRevision, n.claimed.stage, n.ackSeq]), gateways.map((gw) => [gw.id, 2, "fresh", gw.log().length]));
     for (const gw of gateways) {
       const log = gw.log();
       const last = log.at(-1)!;

@@ -38,22 +38,7 @@ spec:
 `;
 }
 
-/** Polls `probe` every 25 ms until it holds; throws naming `what` (and the last value seen) after `timeoutMs`. */
-export async function waitFor<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 20_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value) return value as NonNullable<T>;
-      last = value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+export { waitFor } from "./wait.ts";
 
 /**
  * A TCP relay between the gateways and the control plane. TLS passes through it untouched (the gateways still
@@ -261,6 +246,14 @@ export interface Central {
   head: { ackSeq: number; ackHash: string } | null;
 }
 
+/** A node as `GET /v1/nodes` shows it. */
+export interface FleetNode {
+  id: string;
+  ackSeq: number | null;
+  claimed: { bundleRevision: number | null; stage: string | null; logSeq: number | null };
+  lastContact: string;
+}
+
 export class Fleet {
   readonly dir: string;
   readonly caPem: string;
@@ -399,9 +392,9 @@ export class Fleet {
     return r.json();
   }
 
-  /** The fleet view of one node (null before the control plane heard from it). */
-  async node(id: string): Promise<{ ackSeq: number | null; logSeq: number | null; bundleRevision: number | null; stage: string | null; lastContact: string } | null> {
-    const nodes = (await this.operatorGet("/v1/nodes")) as { id: string; ackSeq: number | null; logSeq: number | null; bundleRevision: number | null; stage: string | null; lastContact: string }[];
+  /** The fleet view of one node (null before the control plane heard from it); `claimed` is what the node says. */
+  async node(id: string): Promise<FleetNode | null> {
+    const nodes = (await this.operatorGet("/v1/nodes")) as FleetNode[];
     return nodes.find((n) => n.id === id) ?? null;
   }
 

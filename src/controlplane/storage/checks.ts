@@ -73,9 +73,9 @@ export function checkTouch(n: NodeTouch): void {
   checkText("node.id", n.id);
   checkText("node.group", n.group);
   checkTime("node.at", n.at);
-  checkOptionalInteger("node.bundleRevision", n.bundleRevision);
-  if (n.stage !== undefined) checkText("node.stage", n.stage);
-  checkOptionalInteger("node.logSeq", n.logSeq);
+  checkOptionalInteger("node.claimed.bundleRevision", n.claimed?.bundleRevision);
+  if (n.claimed?.stage !== undefined) checkText("node.claimed.stage", n.claimed.stage);
+  checkOptionalInteger("node.claimed.logSeq", n.claimed?.logSeq);
 }
 
 export function checkFinding(f: Omit<Finding, "id">): void {

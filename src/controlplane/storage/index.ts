@@ -1,8 +1,8 @@
 export { openPostgresStorage } from "./postgres.ts";
 export { openSqliteStorage } from "./sqlite.ts";
 export { DEFAULT_LIMIT, MAX_LIMIT } from "./checks.ts";
-export { StorageConflictError, StorageError } from "./types.ts";
+export { ForeignRecordError, StorageConflictError, StorageError } from "./types.ts";
 export type {
-  ConflictCheck, Finding, FindingQuery, IngestRecord, LogHead, NodeRecord, NodeTouch, Severity, Storage, StorageCheck,
+  ConflictCheck, Finding, FindingQuery, IngestRecord, LogHead, NodeClaims, NodeRecord, NodeTouch, Severity, Storage, StorageCheck,
   StoredBundle, StoredRevocation,
 } from "./types.ts";

@@ -5,7 +5,7 @@ import {
 } from "./checks.ts";
 import * as rows from "./rows.ts";
 import { newerSchemaProblem, POSTGRES_MIGRATIONS, SCHEMA_VERSION_TABLE_POSTGRES } from "./schema.ts";
-import { StorageError } from "./types.ts";
+import { ForeignRecordError, StorageError, type StorageConflictError } from "./types.ts";
 import type {
   Finding, FindingQuery, IngestRecord, LogHead, NodeRecord, NodeTouch, Storage, StoredBundle, StoredRevocation,
 } from "./types.ts";
@@ -40,6 +40,11 @@ const TYPES: pg.CustomTypesConfig = {
 
 function isUniqueViolation(err: unknown): boolean {
   return (err as { code?: unknown } | null)?.code === UNIQUE_VIOLATION;
+}
+
+/** The unique index on record hashes (schema.ts): a record stored under one node only. */
+function isHashViolation(err: unknown): boolean {
+  return isUniqueViolation(err) && (err as { constraint?: unknown }).constraint === "records_hash";
 }
 
 /** Runs `work` in a transaction on one dedicated connection; a connection that cannot even roll back is discarded. */
@@ -134,6 +139,14 @@ class PostgresStorage implements Storage {
     return (await this.#rows("SELECT DISTINCT group_name FROM bundles ORDER BY group_name")).map((r) => r.group_name as string);
   }
 
+  async bundleMeta(group: string, revision: number): Promise<Omit<StoredBundle, "archive"> | null> {
+    const [row] = await this.#rows(
+      `SELECT ${rows.BUNDLE_COLUMNS} FROM bundles WHERE group_name = $1 AND revision = $2`,
+      [checkText("group", group), checkInteger("revision", revision)],
+    );
+    return row === undefined ? null : rows.bundleMeta(row);
+  }
+
   async addRevocation(r: Omit<StoredRevocation, "id">): Promise<StoredRevocation> {
     checkRevocation(r);
     const [row] = await this.#rows(
@@ -156,13 +169,13 @@ class PostgresStorage implements Storage {
          last_contact = greatest(nodes.last_contact, excluded.last_contact),
          group_name = CASE WHEN excluded.last_contact >= nodes.last_contact
            THEN excluded.group_name ELSE nodes.group_name END,
-         bundle_revision = CASE WHEN excluded.last_contact >= nodes.last_contact
-           THEN coalesce(excluded.bundle_revision, nodes.bundle_revision) ELSE nodes.bundle_revision END,
-         stage = CASE WHEN excluded.last_contact >= nodes.last_contact
-           THEN coalesce(excluded.stage, nodes.stage) ELSE nodes.stage END,
-         log_seq = CASE WHEN excluded.last_contact >= nodes.last_contact
-           THEN coalesce(excluded.log_seq, nodes.log_seq) ELSE nodes.log_seq END`,
-      [n.id, n.group, n.at, n.bundleRevision ?? null, n.stage ?? null, n.logSeq ?? null],
+         claimed_bundle_revision = CASE WHEN excluded.last_contact >= nodes.last_contact
+           THEN coalesce(excluded.claimed_bundle_revision, nodes.claimed_bundle_revision) ELSE nodes.claimed_bundle_revision END,
+         claimed_stage = CASE WHEN excluded.last_contact >= nodes.last_contact
+           THEN coalesce(excluded.claimed_stage, nodes.claimed_stage) ELSE nodes.claimed_stage END,
+         claimed_log_seq = CASE WHEN excluded.last_contact >= nodes.last_contact
+           THEN coalesce(excluded.claimed_log_seq, nodes.claimed_log_seq) ELSE nodes.claimed_log_seq END`,
+      [n.id, n.group, n.at, n.claimed?.bundleRevision ?? null, n.claimed?.stage ?? null, n.claimed?.logSeq ?? null],
     );
   }
 
@@ -192,6 +205,8 @@ class PostgresStorage implements Storage {
    * The head row is locked (FOR UPDATE) before it is compared, so a racing upload waits and then
    * sees the moved head. A node's first upload creates the row first: a concurrent first upload
    * blocks on that insert until this transaction ends, then finds the row and locks it in turn.
+   * Two nodes storing the same record race on records_hash the same way: the second waits for the
+   * first to commit, then breaks the index and stores nothing.
    */
   async appendRecords(node: string, expected: LogHead, records: IngestRecord[]): Promise<LogHead> {
     checkText("node", node);
@@ -201,6 +216,28 @@ class PostgresStorage implements Storage {
       checkHeadUnchanged(node, current, expected);
       return current;
     }
+    try {
+      return await this.#append(node, expected, records);
+    } catch (err) {
+      // The failed transaction can no longer be read in; the record it collided with is committed, so it is found after.
+      throw isHashViolation(err) ? await this.#hashConflict(node, records) : err;
+    }
+  }
+
+  /** The first record of the batch whose hash another node holds, as a ForeignRecordError. */
+  async #hashConflict(node: string, records: IngestRecord[]): Promise<StorageConflictError> {
+    const held = await this.#rows(
+      "SELECT node, seq, hash FROM records WHERE hash = ANY($1::text[]) AND NOT copied AND node <> $2",
+      [records.map((r) => r.hash), node],
+    );
+    const holders = new Map(held.map((h) => [h.hash as string, h]));
+    const copied = records.find((r) => holders.has(r.hash));
+    if (copied === undefined) return recordSeqConflict(node, records);
+    const holder = holders.get(copied.hash)!;
+    return new ForeignRecordError(node, copied.seq, holder.node as string, holder.seq as number);
+  }
+
+  async #append(node: string, expected: LogHead, records: IngestRecord[]): Promise<LogHead> {
     return inTransaction(this.#pool, async (client) => {
       await client.query(
         "INSERT INTO log_heads (node, ack_seq, ack_hash, last_time) VALUES ($1, $2, $3, NULL) ON CONFLICT (node) DO NOTHING",
@@ -218,7 +255,7 @@ class PostgresStorage implements Storage {
             records.map((r) => r.time), records.map((r) => r.line)],
         );
       } catch (err) {
-        throw isUniqueViolation(err) ? recordSeqConflict(node, records) : err;
+        throw isUniqueViolation(err) && !isHashViolation(err) ? recordSeqConflict(node, records) : err;
       }
       const next = headAfter(current, records);
       await client.query(

@@ -1,4 +1,4 @@
-import { GENESIS_HASH } from "../../audit/index.ts";
+import { GENESIS_HASH } from "../../decision-log/index.ts";
 import type { Finding, IngestRecord, LogHead, NodeRecord, Severity, StoredBundle, StoredRevocation } from "./types.ts";
 
 /**
@@ -9,7 +9,7 @@ import type { Finding, IngestRecord, LogHead, NodeRecord, Severity, StoredBundle
 type Row = Record<string, unknown>;
 
 export const BUNDLE_COLUMNS = "group_name, revision, name, digest, etag, created_at, not_after, grace_seconds, published_at";
-export const NODE_COLUMNS = "id, group_name, first_seen, last_contact, bundle_revision, stage, log_seq";
+export const NODE_COLUMNS = "id, group_name, first_seen, last_contact, claimed_bundle_revision, claimed_stage, claimed_log_seq";
 export const FINDING_COLUMNS = "id, node, kind, severity, seq_from, seq_to, explanation, created_at";
 export const REVOCATION_COLUMNS = "id, kind, value, reason, revoked_at";
 export const RECORD_COLUMNS = "seq, hash, prev, time, line";
@@ -42,9 +42,11 @@ export function node(r: Row): NodeRecord {
     group: r.group_name as string,
     firstSeen: r.first_seen as string,
     lastContact: r.last_contact as string,
-    bundleRevision: r.bundle_revision as number | null,
-    stage: r.stage as string | null,
-    logSeq: r.log_seq as number | null,
+    claimed: {
+      bundleRevision: r.claimed_bundle_revision as number | null,
+      stage: r.claimed_stage as string | null,
+      logSeq: r.claimed_log_seq as number | null,
+    },
   };
 }
 

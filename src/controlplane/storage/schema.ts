@@ -5,7 +5,9 @@
  * one set of row mappers serves both.
  *
  * Uniqueness the control plane relies on is the database's job, not the code's: one bundle per
- * (group, revision), one record per (node, seq).
+ * (group, revision), one record per (node, seq), and one node per record hash (records_hash: a
+ * record's hash covers its request id and time, so the same hash under a second node is a copy of
+ * the first node's log). Only the copies stored before that index existed are exempt (`copied`).
  */
 
 export const SCHEMA_VERSION_TABLE_SQLITE =
@@ -79,7 +81,37 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX findings_newest ON findings (created_at DESC, id DESC);
   CREATE INDEX findings_node_newest ON findings (node, created_at DESC, id DESC);
   `,
+  // 2: what a node reports about itself is its claim; a record is stored under one node only.
+  `
+  ALTER TABLE nodes RENAME COLUMN bundle_revision TO claimed_bundle_revision;
+  ALTER TABLE nodes RENAME COLUMN stage TO claimed_stage;
+  ALTER TABLE nodes RENAME COLUMN log_seq TO claimed_log_seq;
+
+  ALTER TABLE records ADD COLUMN copied INTEGER NOT NULL DEFAULT 0 CHECK (copied IN (0, 1));
+  CREATE INDEX records_by_hash ON records (hash);
+  UPDATE records SET copied = 1
+    WHERE EXISTS (SELECT 1 FROM records AS o WHERE o.hash = records.hash AND o.node < records.node);
+  ${copiesFound("strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", "1", "0")}
+  DROP INDEX records_by_hash;
+  CREATE UNIQUE INDEX records_hash ON records (hash) WHERE copied = 0;
+  `,
 ];
+
+/**
+ * The findings on the copies a database held before records_hash existed (kept: a record is never deleted), one per
+ * node and the node whose records it holds.
+ */
+function copiesFound(now: string, yes: string, no: string): string {
+  return `
+  INSERT INTO findings (node, kind, severity, seq_from, seq_to, explanation, created_at)
+    SELECT c.node, 'upload-foreign-chain', 'critical', min(c.seq), max(c.seq),
+      count(*) || ' records stored before uploads were bound to their node have the hashes of records stored under '
+        || o.node || ': one of the two nodes uploaded the other''s log',
+      ${now}
+    FROM records AS c JOIN records AS o ON o.hash = c.hash AND o.copied = ${no}
+    WHERE c.copied = ${yes}
+    GROUP BY c.node, o.node;`;
+}
 
 export const POSTGRES_MIGRATIONS: readonly string[] = [
   `
@@ -144,6 +176,20 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX findings_newest ON findings (created_at DESC, id DESC);
   CREATE INDEX findings_node_newest ON findings (node, created_at DESC, id DESC);
+  `,
+  // 2: what a node reports about itself is its claim; a record is stored under one node only.
+  `
+  ALTER TABLE nodes RENAME COLUMN bundle_revision TO claimed_bundle_revision;
+  ALTER TABLE nodes RENAME COLUMN stage TO claimed_stage;
+  ALTER TABLE nodes RENAME COLUMN log_seq TO claimed_log_seq;
+
+  ALTER TABLE records ADD COLUMN copied boolean NOT NULL DEFAULT false;
+  CREATE INDEX records_by_hash ON records (hash);
+  UPDATE records AS r SET copied = true
+    WHERE EXISTS (SELECT 1 FROM records AS o WHERE o.hash = r.hash AND o.node < r.node);
+  ${copiesFound("date_trunc('milliseconds', now())", "true", "false")}
+  DROP INDEX records_by_hash;
+  CREATE UNIQUE INDEX records_hash ON records (hash) WHERE NOT copied;
   `,
 ];
 

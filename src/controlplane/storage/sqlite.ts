@@ -8,7 +8,7 @@ import {
 } from "./checks.ts";
 import * as rows from "./rows.ts";
 import { newerSchemaProblem, SCHEMA_VERSION_TABLE_SQLITE, SQLITE_MIGRATIONS } from "./schema.ts";
-import { StorageError } from "./types.ts";
+import { ForeignRecordError, StorageError, type StorageConflictError } from "./types.ts";
 import type {
   Finding, FindingQuery, IngestRecord, LogHead, NodeRecord, NodeTouch, Storage, StoredBundle, StoredRevocation,
 } from "./types.ts";
@@ -71,6 +71,7 @@ class SqliteStorage implements Storage {
   readonly #latestBundle: StatementSync;
   readonly #bundleHistory: StatementSync;
   readonly #bundleGroups: StatementSync;
+  readonly #bundleMeta: StatementSync;
   readonly #insertRevocation: StatementSync;
   readonly #revocations: StatementSync;
   readonly #touchNode: StatementSync;
@@ -80,6 +81,7 @@ class SqliteStorage implements Storage {
   readonly #createHead: StatementSync;
   readonly #moveHead: StatementSync;
   readonly #insertRecord: StatementSync;
+  readonly #hashHolder: StatementSync;
   readonly #records: StatementSync;
   readonly #countRecords: StatementSync;
   readonly #insertFinding: StatementSync;
@@ -94,6 +96,7 @@ class SqliteStorage implements Storage {
       `SELECT ${rows.BUNDLE_COLUMNS} FROM bundles WHERE group_name = ? ORDER BY revision DESC LIMIT ?`,
     );
     this.#bundleGroups = db.prepare("SELECT DISTINCT group_name FROM bundles ORDER BY group_name");
+    this.#bundleMeta = db.prepare(`SELECT ${rows.BUNDLE_COLUMNS} FROM bundles WHERE group_name = ? AND revision = ?`);
     this.#insertRevocation = db.prepare(
       `INSERT INTO revocations (kind, value, reason, revoked_at) VALUES (?, ?, ?, ?) RETURNING ${rows.REVOCATION_COLUMNS}`,
     );
@@ -105,12 +108,12 @@ class SqliteStorage implements Storage {
         last_contact = max(nodes.last_contact, excluded.last_contact),
         group_name = CASE WHEN excluded.last_contact >= nodes.last_contact
           THEN excluded.group_name ELSE nodes.group_name END,
-        bundle_revision = CASE WHEN excluded.last_contact >= nodes.last_contact
-          THEN coalesce(excluded.bundle_revision, nodes.bundle_revision) ELSE nodes.bundle_revision END,
-        stage = CASE WHEN excluded.last_contact >= nodes.last_contact
-          THEN coalesce(excluded.stage, nodes.stage) ELSE nodes.stage END,
-        log_seq = CASE WHEN excluded.last_contact >= nodes.last_contact
-          THEN coalesce(excluded.log_seq, nodes.log_seq) ELSE nodes.log_seq END`);
+        claimed_bundle_revision = CASE WHEN excluded.last_contact >= nodes.last_contact
+          THEN coalesce(excluded.claimed_bundle_revision, nodes.claimed_bundle_revision) ELSE nodes.claimed_bundle_revision END,
+        claimed_stage = CASE WHEN excluded.last_contact >= nodes.last_contact
+          THEN coalesce(excluded.claimed_stage, nodes.claimed_stage) ELSE nodes.claimed_stage END,
+        claimed_log_seq = CASE WHEN excluded.last_contact >= nodes.last_contact
+          THEN coalesce(excluded.claimed_log_seq, nodes.claimed_log_seq) ELSE nodes.claimed_log_seq END`);
     this.#node = db.prepare(`SELECT ${rows.NODE_COLUMNS} FROM nodes WHERE id = ?`);
     this.#nodes = db.prepare(`SELECT ${rows.NODE_COLUMNS} FROM nodes ORDER BY id`);
     this.#head = db.prepare("SELECT ack_seq, ack_hash, last_time FROM log_heads WHERE node = ?");
@@ -119,6 +122,7 @@ class SqliteStorage implements Storage {
     );
     this.#moveHead = db.prepare("UPDATE log_heads SET ack_seq = ?, ack_hash = ?, last_time = ? WHERE node = ?");
     this.#insertRecord = db.prepare(`INSERT INTO records (node, ${rows.RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`);
+    this.#hashHolder = db.prepare("SELECT node, seq FROM records WHERE hash = ? AND copied = 0");
     this.#records = db.prepare(`SELECT ${rows.RECORD_COLUMNS} FROM records WHERE node = ? AND seq BETWEEN ? AND ? ORDER BY seq`);
     this.#countRecords = db.prepare("SELECT count(*) AS n FROM records WHERE node = ?");
     this.#insertFinding = db.prepare(
@@ -166,6 +170,11 @@ class SqliteStorage implements Storage {
     return (this.#bundleGroups.all() as Row[]).map((r) => r.group_name as string);
   }
 
+  async bundleMeta(group: string, revision: number): Promise<Omit<StoredBundle, "archive"> | null> {
+    const row = this.#bundleMeta.get(checkText("group", group), checkInteger("revision", revision)) as Row | undefined;
+    return row === undefined ? null : rows.bundleMeta(row);
+  }
+
   async addRevocation(r: Omit<StoredRevocation, "id">): Promise<StoredRevocation> {
     checkRevocation(r);
     return rows.revocation(this.#write(() => this.#insertRevocation.get(r.kind, r.value, r.reason, r.revokedAt) as Row));
@@ -178,7 +187,8 @@ class SqliteStorage implements Storage {
   async touchNode(n: NodeTouch): Promise<void> {
     checkTouch(n);
     this.#write(() => {
-      this.#touchNode.run(n.id, n.group, n.at, n.at, n.bundleRevision ?? null, n.stage ?? null, n.logSeq ?? null);
+      const c = n.claimed;
+      this.#touchNode.run(n.id, n.group, n.at, n.at, c?.bundleRevision ?? null, c?.stage ?? null, c?.logSeq ?? null);
     });
   }
 
@@ -209,15 +219,25 @@ class SqliteStorage implements Storage {
       checkHeadUnchanged(node, current, expected);
       if (records.length === 0) return current;
       this.#createHead.run(node, current.ackSeq, current.ackHash, current.lastTime);
-      try {
-        for (const r of records) this.#insertRecord.run(node, r.seq, r.hash, r.prev, r.time, r.line);
-      } catch (err) {
-        throw isUniqueViolation(err) ? recordSeqConflict(node, records) : err;
+      for (const r of records) {
+        try {
+          this.#insertRecord.run(node, r.seq, r.hash, r.prev, r.time, r.line);
+        } catch (err) {
+          throw isUniqueViolation(err) ? this.#conflict(node, r, records) : err;
+        }
       }
       const next = headAfter(current, records);
       this.#moveHead.run(next.ackSeq, next.ackHash, next.lastTime, node);
       return next;
     });
+  }
+
+  /** Which constraint `record` broke: its hash under another node (a copy), or a seq stored twice. */
+  #conflict(node: string, record: IngestRecord, records: IngestRecord[]): StorageConflictError {
+    const holder = this.#hashHolder.get(record.hash) as Row | undefined;
+    return holder !== undefined && holder.node !== node
+      ? new ForeignRecordError(node, record.seq, holder.node as string, holder.seq as number)
+      : recordSeqConflict(node, records);
   }
 
   async countRecords(node: string): Promise<number> {

@@ -12,15 +12,24 @@ export interface StoredBundle {
   archive: Buffer;
 }
 
-/** An edge node as the control plane last saw it; `id` is its SPIFFE ID. */
+/**
+ * What a node says about itself in the x-edgeward-* headers of its calls. Nothing vouches for it: it is kept as the
+ * node's claim, beside what the centre knows, and checked against it (see analysis.ts, claimFindings).
+ */
+export interface NodeClaims {
+  bundleRevision: number | null;
+  stage: string | null;
+  logSeq: number | null;
+}
+
+/** An edge node as the control plane last saw it; `id` is its SPIFFE ID (from its verified SVID). */
 export interface NodeRecord {
   id: string;
   group: string;
   firstSeen: string;
   lastContact: string;
-  bundleRevision: number | null;
-  stage: string | null;
-  logSeq: number | null;
+  /** As of its latest contact; a claim absent from a call keeps its earlier value. */
+  claimed: NodeClaims;
 }
 
 /** The last acknowledged record of a node's decision log; `lastTime` is the latest record time ever ingested. */
@@ -72,9 +81,8 @@ export interface NodeTouch {
   id: string;
   group: string;
   at: string;
-  bundleRevision?: number;
-  stage?: string;
-  logSeq?: number;
+  /** What the call claimed; absent ones keep their earlier value. */
+  claimed?: { bundleRevision?: number; stage?: string; logSeq?: number };
 }
 
 /**
@@ -90,6 +98,8 @@ export interface Storage {
   bundleHistory(group: string, limit: number): Promise<Omit<StoredBundle, "archive">[]>;
   /** Groups that have at least one bundle, sorted. */
   bundleGroups(): Promise<string[]>;
+  /** The group's bundle of that revision, without its archive; null when the group has none. */
+  bundleMeta(group: string, revision: number): Promise<Omit<StoredBundle, "archive"> | null>;
   addRevocation(r: Omit<StoredRevocation, "id">): Promise<StoredRevocation>;
   /** Oldest first. */
   listRevocations(): Promise<StoredRevocation[]>;
@@ -109,9 +119,10 @@ export interface Storage {
   /**
    * In ONE transaction: re-reads the head and throws StorageConflictError ("head") unless it still
    * equals `expected` (two uploads racing), inserts the records (StorageConflictError "record-seq"
-   * if one's seq is already stored; then nothing is stored), and moves the head to the last record,
-   * with lastTime the latest of the previous lastTime and the records' times. The caller has
-   * verified that the records continue `expected`.
+   * if one's seq is already stored; ForeignRecordError "record-hash" if one's hash is stored under
+   * another node — a copy of that node's log; then nothing is stored), and moves the head to the
+   * last record, with lastTime the latest of the previous lastTime and the records' times. The
+   * caller has verified that the records continue `expected`.
    */
   appendRecords(node: string, expected: LogHead, records: IngestRecord[]): Promise<LogHead>;
   countRecords(node: string): Promise<number>;
@@ -131,6 +142,7 @@ export type StorageCheck =
 export type ConflictCheck =
   | "head" // appendRecords: the log head moved since the caller read it (another upload won)
   | "record-seq" // appendRecords: a record with that seq is already stored for the node
+  | "record-hash" // appendRecords: a record with that hash is stored under another node (ForeignRecordError)
   | "bundle-revision"; // putBundle: the group already has that revision
 
 /** A storage call was refused; `check` names why. Database and I/O failures pass through as they are. */
@@ -149,5 +161,25 @@ export class StorageConflictError extends StorageError {
   constructor(check: ConflictCheck, message: string) {
     super(check, message);
     this.name = "StorageConflictError";
+  }
+}
+
+/**
+ * appendRecords refused a record whose hash is already stored under another node. A record's hash covers its request
+ * id (a UUID) and its time, so two nodes never write the same one: the batch holds a copy of the holder's log.
+ */
+export class ForeignRecordError extends StorageConflictError {
+  declare readonly check: "record-hash";
+  /** The refused record's seq in the uploading node's batch. */
+  readonly seq: number;
+  /** The node it is stored under, and its seq there. */
+  readonly holder: string;
+  readonly holderSeq: number;
+  constructor(node: string, seq: number, holder: string, holderSeq: number) {
+    super("record-hash", `record seq ${seq} of ${node} is stored under ${holder} as its seq ${holderSeq}: the batch holds another node's records; nothing of it was stored`);
+    this.name = "ForeignRecordError";
+    this.seq = seq;
+    this.holder = holder;
+    this.holderSeq = holderSeq;
   }
 }

@@ -3,8 +3,8 @@ import { createHash } from "node:crypto";
 import { describe, test } from "node:test";
 import {
   DecisionLogError, GENESIS_HASH, MAX_RECORD_BYTES, sealRecord, serializeRecord, verifyRecords,
-} from "../../src/audit/index.ts";
-import type { DecisionEntry, DecisionRecord } from "../../src/audit/index.ts";
+} from "../../src/decision-log/index.ts";
+import type { DecisionEntry, DecisionRecord } from "../../src/decision-log/index.ts";
 import { entry } from "./fixtures.ts";
 
 function chain(n: number): DecisionRecord[] {

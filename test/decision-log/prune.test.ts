@@ -3,8 +3,8 @@ import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import fc from "fast-check";
-import { anchorPath, DecisionLog, DecisionLogError, GENESIS_HASH, verifyLogFile } from "../../src/audit/index.ts";
-import type { DecisionRecord } from "../../src/audit/index.ts";
+import { anchorPath, DecisionLog, DecisionLogError, GENESIS_HASH, verifyLogFile } from "../../src/decision-log/index.ts";
+import type { DecisionRecord } from "../../src/decision-log/index.ts";
 import { main } from "../../src/cli/main.ts";
 import { entry, tempDir } from "./fixtures.ts";
 

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { DecisionEntry } from "../../src/audit/index.ts";
+import type { DecisionEntry } from "../../src/decision-log/index.ts";
 
 /** A plausible entry; `i` varies the request id and the time so records differ. */
 export function entry(i: number, overrides: Partial<DecisionEntry> = {}): DecisionEntry {

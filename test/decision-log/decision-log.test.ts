@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
-import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import fs, { appendFileSync, existsSync, mkdirSync, readFileSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { open } from "node:fs/promises";
+import { syncBuiltinESMExports } from "node:module";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import {
   DecisionLog, DecisionLogError, GENESIS_HASH, MAX_RECORD_BYTES, sealRecord, serializeRecord, verifyLogFile,
-} from "../../src/audit/index.ts";
+} from "../../src/decision-log/index.ts";
+import { waitFor } from "../support/wait.ts";
 import { entry, tempDir } from "./fixtures.ts";
 
 async function writeLog(path: string, n: number): Promise<string[]> {
@@ -238,14 +240,14 @@ describe("group commit", () => {
     proto.datasync = original;
     assert.ok(results.every((r) => r.status === "rejected"));
     for (const r of results) {
-      assert.ok(r.status === "rejected" && rejectsWith("write", /write or fsync failed \(EIO\); appends are refused until the log is reopened/)(r.reason));
+      assert.ok(r.status === "rejected" && rejectsWith("write", /write or fsync failed \(EIO\); appends are refused until the log recovers/)(r.reason));
     }
     assert.equal(log.lastSeq, 1, "the durable head did not move");
     await assert.rejects(log.append(entry(50)), rejectsWith("write", /appends are refused/));
     await log.close();
-    // The bytes did reach the file here, so reopening finds an intact chain and goes on from it.
+    // The rejected appends' bytes did reach the file; closing cut them off, so reopening goes on from the durable head.
     const reopened = await DecisionLog.open(path);
-    assert.equal(reopened.lastSeq, 11);
+    assert.equal(reopened.lastSeq, 1);
     await reopened.close();
   });
 });
@@ -291,5 +293,181 @@ describe("verifyLogFile", () => {
     await log.close();
     assert.ok(statSync(path).size > 3 * 64 * 1024);
     assert.deepEqual(await verifyLogFile(path), { ok: true, records: 1500, lastSeq: 1500, lastHash: big[1499]!.hash });
+  });
+});
+
+describe("recovery after a failed write", () => {
+  /** Makes every fdatasync fail (as a full disk does) until restored, and restores it at the end of the test. */
+  async function datasyncFault(t: { after: (fn: () => void) => void }, dir: string) {
+    const probe = await open(join(dir, "handle-probe"), "w");
+    const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
+    await probe.close();
+    const original = proto.datasync;
+    t.after(() => {
+      proto.datasync = original;
+    });
+    return {
+      fail(code = "ENOSPC") {
+        proto.datasync = () => Promise.reject(Object.assign(new Error(`${code}: injected`), { code }));
+      },
+      restore() {
+        proto.datasync = original;
+      },
+    };
+  }
+
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  // Polled every millisecond: the waits between retries are observed as they pass.
+  const until = (what: string, check: () => boolean) => waitFor(what, check, 20_000, 1);
+
+  test("a failed batch whose bytes reached the file is cut off (kept in .torn); the next append chains onto the last durable record", async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, "decisions.jsonl");
+    const fault = await datasyncFault(t, dir);
+    // No timer fires during the test: recovery is asked for.
+    const log = await DecisionLog.open(path, { retry: { initialMs: 60_000 } });
+    const durable = [];
+    for (let i = 1; i <= 3; i++) durable.push(await log.append(entry(i)));
+    const durableBytes = readFileSync(path);
+    fault.fail();
+    const rejected = await Promise.allSettled([log.append(entry(4)), log.append(entry(5))]);
+    assert.ok(rejected.every((r) => r.status === "rejected"));
+    assert.ok(statSync(path).size > durableBytes.length, "the failed batch's bytes landed in the file");
+    assert.equal(log.health.writable, false);
+    assert.ok(log.refusal !== null);
+    await assert.rejects(log.append(entry(6)), rejectsWith("write", /write or fsync failed \(ENOSPC\)/));
+
+    fault.restore();
+    assert.equal(await log.recover(), true);
+    assert.equal(log.refusal, null);
+    assert.equal(log.health.writable, true);
+    assert.deepEqual(readFileSync(path), durableBytes, "the rejected records were cut off");
+    assert.match(readFileSync(`${path}.torn`, "utf8"), /"requestId":"req-4".*\n.*"requestId":"req-5"/);
+    const next = await log.append(entry(7));
+    assert.deepEqual([next.seq, next.prev], [4, durable[2]!.hash]);
+    await log.close();
+    assert.deepEqual(await verifyLogFile(path), { ok: true, records: 4, lastSeq: 4, lastHash: next.hash });
+    assert.doesNotMatch(readFileSync(path, "utf8"), /req-4|req-5|req-6/);
+    assert.equal(existsSync(`${path}.probe`), false);
+  });
+
+  test("a write that landed only in part before it failed is cut off too", async (t) => {
+    const path = join(tempDir(t), "decisions.jsonl");
+    const log = await DecisionLog.open(path, { retry: { initialMs: 60_000 } });
+    const first = await log.append(entry(1));
+    const original = fs.writeSync;
+    const restore = () => {
+      fs.writeSync = original;
+      syncBuiltinESMExports();
+    };
+    t.after(restore);
+    // Half of the batch reaches the file, then the disk is full.
+    fs.writeSync = ((fd: number, data: Buffer, offset: number, length: number) => {
+      if (!Buffer.isBuffer(data) || !data.includes('"requestId":"req-2"')) return (original as (...a: unknown[]) => number)(fd, data, offset, length);
+      original(fd, data, offset, Math.floor(length / 2));
+      throw Object.assign(new Error("ENOSPC: no space left on device"), { code: "ENOSPC" });
+    }) as typeof fs.writeSync;
+    syncBuiltinESMExports();
+    await assert.rejects(log.append(entry(2)), rejectsWith("write", /ENOSPC/));
+    restore();
+    assert.equal((await verifyLogFile(path)).ok, false, "a torn record is left in the file");
+    assert.equal(await log.recover(), true);
+    const next = await log.append(entry(3));
+    assert.deepEqual([next.seq, next.prev], [2, first.hash]);
+    await log.close();
+    assert.deepEqual(await verifyLogFile(path), { ok: true, records: 2, lastSeq: 2, lastHash: next.hash });
+  });
+
+  test("retries on a timer with exponential backoff while the disk refuses, then recovers by itself", async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, "decisions.jsonl");
+    const fault = await datasyncFault(t, dir);
+    const T = 1_000_000;
+    const recovered: { retries: number; droppedBytes: number }[] = [];
+    const log = await DecisionLog.open(path, { retry: { initialMs: 5, maxMs: 20 }, clock: () => T, onRecover: (info) => recovered.push(info) });
+    t.after(() => log.close());
+    const first = await log.append(entry(1));
+    fault.fail();
+    await assert.rejects(log.append(entry(2)));
+    const failed = log.health;
+    assert.deepEqual({ ...failed, lastError: null }, { writable: false, since: T, lastError: null, retries: 0, nextRetryAt: T + 5 });
+    assert.match(failed.lastError!, /ENOSPC/);
+    // Each failed attempt doubles the wait, up to the maximum.
+    const delays = new Map<number, number>();
+    await until("four failed attempts", () => {
+      const h = log.health;
+      if (h.nextRetryAt !== null) delays.set(h.retries, h.nextRetryAt - T); // null while an attempt is under way
+      return h.retries >= 4;
+    });
+    assert.ok(delays.size >= 2, "the waits were seen between attempts");
+    for (const [retries, delay] of delays) assert.equal(delay, Math.min(20, 5 * 2 ** retries), `delay after ${retries} attempts`);
+    assert.equal(log.health.writable, false);
+    assert.match(log.health.lastError!, /ENOSPC/);
+    assert.ok(log.refusal !== null, "appends stay refused while the disk refuses");
+    assert.equal(recovered.length, 0);
+
+    fault.restore();
+    await until("recovered", () => log.health.writable);
+    assert.deepEqual(log.health, { writable: true, since: null, lastError: null, retries: 0, nextRetryAt: null });
+    assert.equal(recovered.length, 1);
+    assert.ok(recovered[0]!.retries >= 4);
+    assert.ok(recovered[0]!.droppedBytes > 0, "the rejected record had reached the file");
+    const next = await log.append(entry(3));
+    assert.deepEqual([next.seq, next.prev], [2, first.hash]);
+  });
+
+  test("after a prune the durable end is where the pruned file ends: recovery cuts there", async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, "decisions.jsonl");
+    const fault = await datasyncFault(t, dir);
+    const log = await DecisionLog.open(path, { retry: { initialMs: 60_000 } });
+    t.after(() => log.close());
+    for (let i = 1; i <= 10; i++) await log.append(entry(i));
+    await log.prune(6);
+    const kept = readFileSync(path);
+    fault.fail();
+    await assert.rejects(log.append(entry(11)));
+    fault.restore();
+    assert.equal(await log.recover(), true);
+    assert.deepEqual(readFileSync(path), kept);
+    const next = await log.append(entry(12));
+    assert.equal(next.seq, 11);
+    assert.deepEqual(await verifyLogFile(path), { ok: true, records: 5, lastSeq: 11, lastHash: next.hash, anchor: log.anchor! });
+  });
+
+  test("a log that lost durable records while it could not write is not taken back into use", async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, "decisions.jsonl");
+    const fault = await datasyncFault(t, dir);
+    const log = await DecisionLog.open(path, { retry: { initialMs: 60_000 } });
+    t.after(() => log.close());
+    await log.append(entry(1));
+    await log.append(entry(2));
+    fault.fail();
+    await assert.rejects(log.append(entry(3)));
+    fault.restore();
+    truncateSync(path, 10);
+    assert.equal(await log.recover(), false);
+    assert.match(log.health.lastError!, /shorter than its durable records/);
+    assert.equal(log.health.retries, 1);
+    assert.ok(log.refusal !== null);
+  });
+
+  test("a closed log is not writable and stops retrying", async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, "decisions.jsonl");
+    const fault = await datasyncFault(t, dir);
+    const log = await DecisionLog.open(path, { retry: { initialMs: 1, maxMs: 1 } });
+    await log.append(entry(1));
+    fault.fail();
+    await assert.rejects(log.append(entry(2)));
+    await log.close();
+    const retries = log.health.retries;
+    await sleep(20);
+    assert.equal(log.health.retries, retries);
+    assert.equal(log.health.writable, false);
+    assert.equal(log.health.nextRetryAt, null);
+    assert.equal(await log.recover(), false);
   });
 });

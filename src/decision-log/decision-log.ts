@@ -4,7 +4,7 @@ import type { FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
 import { TextDecoder } from "node:util";
 import { anchorPath, readAnchor, writeAnchor } from "./anchor.ts";
-import { ChainVerifier, MAX_RECORD_BYTES, seal } from "./chain.ts";
+import { ChainVerifier, MAX_RECORD_BYTES, readRecordLine, seal } from "./chain.ts";
 import type { DecisionEntry, DecisionRecord, LogAnchor, SealedRecord, VerifyResult } from "./chain.ts";
 import { DecisionLogError } from "./errors.ts";
 import { ioProblem, openRegularFile, syncDirectory, writeFully } from "./files.ts";
@@ -18,6 +18,28 @@ export interface DecisionLogOptions {
   maxBatch?: number;
   /** Called when open dropped a torn last record; the dropped bytes are kept in `<path>.torn`. */
   onRepair?: (info: { droppedBytes: number }) => void;
+  /**
+   * After a failed write the log retries on a timer: the first attempt after `initialMs` (default 100), each failed
+   * attempt doubling the wait, up to `maxMs` (default 30 000).
+   */
+  retry?: { initialMs?: number; maxMs?: number };
+  /** Called when the log accepts appends again after a failure; `droppedBytes` of rejected appends were cut off. */
+  onRecover?: (info: { retries: number; droppedBytes: number }) => void;
+  /** Milliseconds since the epoch, for `health` (default Date.now). */
+  clock?: () => number;
+}
+
+/** Whether the log can take appends, and while it cannot, since when, why, and how recovery is going. */
+export interface DecisionLogHealth {
+  writable: boolean;
+  /** When appends started to be refused (ms since the epoch); null while writable. */
+  since: number | null;
+  /** What failed: the write, or the last attempt to recover from it; null while writable. */
+  lastError: string | null;
+  /** Recovery attempts made since the failure. */
+  retries: number;
+  /** When the next attempt is due (ms since the epoch); null while writable, while an attempt is under way, and once closed. */
+  nextRetryAt: number | null;
 }
 
 export interface DecisionLogStats {
@@ -28,6 +50,10 @@ export interface DecisionLogStats {
 }
 
 const DEFAULT_MAX_BATCH = 512;
+const DEFAULT_RETRY_INITIAL_MS = 100;
+const DEFAULT_RETRY_MAX_MS = 30_000;
+/** What the recovery probe writes and fsyncs: one block, so a disk with no room for a batch is not declared writable. */
+const PROBE_BYTES = 4096;
 /** The checks a torn write can fail; a wrong seq or prev on an intact record never comes from a crash. */
 const TORN_CHECKS = new Set(["truncated", "malformed", "hash"]);
 const COPY_CHUNK_BYTES = 64 * 1024;
@@ -44,6 +70,8 @@ interface ScanOutcome {
   result: VerifyResult;
   /** Byte offset just past the last record that verified. */
   goodEnd: number;
+  /** Byte offset where that record's line starts (equal to goodEnd when no record verified). */
+  headStart: number;
   /** Whether the first failure is what a crash mid-write can leave: damage confined to the last line. */
   tornTail: boolean;
 }
@@ -66,18 +94,20 @@ async function scanLog(fh: FileHandle, anchor: LogAnchor | null): Promise<ScanOu
   const decoder = new TextDecoder("utf-8", { fatal: true });
   const lines = readLogLines(fh, MAX_RECORD_BYTES);
   let goodEnd = 0;
+  let headStart = 0;
   for await (const line of lines) {
     const failure = checkLogLine(verifier, decoder, line);
     if (failure === null) {
+      headStart = line.start;
       goodEnd = line.end;
       continue;
     }
     const next = await lines.next();
     await lines.return(undefined);
     const tornTail = next.done === true && !failure.ok && TORN_CHECKS.has(failure.check) && looksTorn(line.bytes);
-    return { result: failure, goodEnd, tornTail };
+    return { result: failure, goodEnd, headStart, tornTail };
   }
-  return { result: verifier.result(), goodEnd, tornTail: false };
+  return { result: verifier.result(), goodEnd, headStart, tornTail: false };
 }
 
 function checkLogLine(verifier: ChainVerifier, decoder: TextDecoder, line: LogLine): VerifyResult | null {
@@ -164,6 +194,11 @@ async function repairTornTail(fh: FileHandle, path: string, goodEnd: number): Pr
   return size - goodEnd;
 }
 
+/** Where a recovery attempt writes its probe: beside the log, on the same file system. */
+function probePath(path: string): string {
+  return `${path}.probe`;
+}
+
 /** Bytes copied per read while a prune copies the kept records. */
 const PRUNE_CHUNK_BYTES = 64 * 1024;
 
@@ -186,7 +221,19 @@ export class DecisionLog {
   /** Head of the durable chain. */
   #durableSeq: number;
   #durableHash: string;
+  /** Where the durable records end in the file, and where the last one's line starts (equal when the file holds none). */
+  #durableEnd: number;
+  #headStart: number;
   #failure: DecisionLogError | null = null;
+  /** While appends are refused after a failed write: since when, the last error, the attempts made, the next one. */
+  #outage: { since: number; lastError: string; retries: number; nextRetryAt: number | null } | null = null;
+  #retryTimer: NodeJS.Timeout | null = null;
+  /** The recovery attempt under way. */
+  #recovering: Promise<boolean> | null = null;
+  readonly #retryInitialMs: number;
+  readonly #retryMaxMs: number;
+  readonly #onRecover: ((info: { retries: number; droppedBytes: number }) => void) | undefined;
+  readonly #clock: () => number;
   #closed = false;
   #closing: Promise<void> | null = null;
   #stats: DecisionLogStats = { batches: 0, records: 0 };
@@ -203,13 +250,22 @@ export class DecisionLog {
   /** How far the last retention scan found records old enough, and for which cutoff. */
   #retentionHint: { position: LogPosition; cutoffMs: number } | null = null;
 
-  private constructor(path: string, fh: FileHandle, lastSeq: number, lastHash: string, maxBatch: number, anchor: LogAnchor | null) {
+  private constructor(
+    path: string, fh: FileHandle, head: { lastSeq: number; lastHash: string; durableEnd: number; headStart: number },
+    maxBatch: number, anchor: LogAnchor | null, options: DecisionLogOptions,
+  ) {
     this.#path = path;
     this.#fh = fh;
     this.#maxBatch = maxBatch;
-    this.#sealedSeq = this.#durableSeq = lastSeq;
-    this.#sealedHash = this.#durableHash = lastHash;
+    this.#sealedSeq = this.#durableSeq = head.lastSeq;
+    this.#sealedHash = this.#durableHash = head.lastHash;
+    this.#durableEnd = head.durableEnd;
+    this.#headStart = head.headStart;
     this.#anchor = anchor;
+    this.#retryInitialMs = options.retry?.initialMs ?? DEFAULT_RETRY_INITIAL_MS;
+    this.#retryMaxMs = options.retry?.maxMs ?? DEFAULT_RETRY_MAX_MS;
+    this.#onRecover = options.onRecover;
+    this.#clock = options.clock ?? Date.now;
   }
 
   /**
@@ -222,6 +278,11 @@ export class DecisionLog {
     if (!Number.isSafeInteger(maxBatch) || maxBatch < 1) {
       throw new DecisionLogError("options", `maxBatch must be a positive integer, got ${maxBatch}`);
     }
+    for (const [name, value] of [["retry.initialMs", options.retry?.initialMs], ["retry.maxMs", options.retry?.maxMs]] as const) {
+      if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) {
+        throw new DecisionLogError("options", `${name} must be a positive integer, got ${value}`);
+      }
+    }
     let fh: FileHandle;
     try {
       fh = await openForAppend(path);
@@ -231,8 +292,8 @@ export class DecisionLog {
     }
     try {
       const anchor = await readAnchor(path);
-      // What an interrupted prune left: the log and its anchor are consistent either way (see prune).
-      await Promise.all([`${path}.prune`, `${anchorPath(path)}.tmp`].map((p) => unlink(p).catch(() => undefined)));
+      // What an interrupted prune or recovery probe left: the log and its anchor are consistent either way (see prune).
+      await Promise.all([`${path}.prune`, `${anchorPath(path)}.tmp`, probePath(path)].map((p) => unlink(p).catch(() => undefined)));
       let scan = await scanLog(fh, anchor);
       if (!scan.result.ok) {
         const { check, seq, line, message } = scan.result;
@@ -249,7 +310,8 @@ export class DecisionLog {
         }
         options.onRepair?.({ droppedBytes });
       }
-      return new DecisionLog(path, fh, scan.result.lastSeq, scan.result.lastHash, maxBatch, anchor);
+      const head = { lastSeq: scan.result.lastSeq, lastHash: scan.result.lastHash, durableEnd: scan.goodEnd, headStart: scan.headStart };
+      return new DecisionLog(path, fh, head, maxBatch, anchor, options);
     } catch (err) {
       await fh.close();
       if (err instanceof DecisionLogError) throw err;
@@ -275,6 +337,14 @@ export class DecisionLog {
   /** Why appends are refused (a failed write or fsync, or the log was closed), or null while appends are accepted. */
   get refusal(): DecisionLogError | null {
     return this.#failure ?? (this.#closed ? new DecisionLogError("closed", "the log is closed") : null);
+  }
+
+  /** Whether appends are accepted and, after a failed write, how recovery is going: for readiness and metrics. */
+  get health(): DecisionLogHealth {
+    const outage = this.#outage;
+    if (outage !== null) return { writable: false, since: outage.since, lastError: outage.lastError, retries: outage.retries, nextRetryAt: this.#closed ? null : outage.nextRetryAt };
+    if (this.#closed) return { writable: false, since: null, lastError: "the log is closed", retries: 0, nextRetryAt: null };
+    return { writable: true, since: null, lastError: null, retries: 0, nextRetryAt: null };
   }
 
   get stats(): DecisionLogStats {
@@ -454,6 +524,9 @@ export class DecisionLog {
       await unlink(temp).catch(() => undefined);
       throw new DecisionLogError("prune", `cannot replace ${path}: ${ioProblem(err)}; the log still holds the records up to the anchor`);
     }
+    // The file at the path now starts at the boundary.
+    this.#durableEnd = size - boundary.offset;
+    this.#headStart = Math.max(0, this.#headStart - boundary.offset);
     try {
       const next = await open(path, constants.O_RDWR | constants.O_APPEND);
       this.#fh = next;
@@ -461,8 +534,7 @@ export class DecisionLog {
       // Until the directory is synced a crash could bring back the old file, losing what is appended to the new one.
       await syncDirectory(dirname(path));
     } catch (err) {
-      this.#failure = new DecisionLogError("write", `the pruned log could not be reopened or made durable (${ioProblem(err)}); appends are refused until the log is reopened`);
-      throw this.#failure;
+      throw this.#fail(`the pruned log could not be reopened or made durable (${ioProblem(err)})`);
     }
   }
 
@@ -486,21 +558,22 @@ export class DecisionLog {
 
   /** Writes and fsyncs one batch, then settles its appends; false when it failed (and with it every later append). */
   async #write(batch: Pending[]): Promise<boolean> {
+    const bytes = Buffer.from(`${batch.map((p) => p.line).join("\n")}\n`, "utf8");
     try {
       // The write only reaches the page cache, so it is made in place (microseconds); the fsync, which waits for
       // the disk, goes to the thread pool. One thread hand-off per batch instead of two.
-      writeAllSync(this.#fh.fd, Buffer.from(`${batch.map((p) => p.line).join("\n")}\n`, "utf8"));
+      writeAllSync(this.#fh.fd, bytes);
       await this.#fh.datasync();
     } catch (err) {
-      // What reached the disk is unknown, so nothing more may be chained onto it in this process.
-      this.#failure = new DecisionLogError(
-        "write",
-        `write or fsync failed (${ioProblem(err)}); appends are refused until the log is reopened`,
-      );
-      for (const pending of [...batch, ...this.#queue.splice(0)]) pending.reject(this.#failure);
+      // What reached the disk is unknown, so nothing more may be chained onto it until recovery has cut the file
+      // back to the durable records.
+      const failure = this.#fail(`write or fsync failed (${ioProblem(err)})`);
+      for (const pending of [...batch, ...this.#queue.splice(0)]) pending.reject(failure);
       return false;
     }
     const last = batch[batch.length - 1] as Pending;
+    this.#headStart = this.#durableEnd + bytes.length - Buffer.byteLength(last.line, "utf8") - 1;
+    this.#durableEnd += bytes.length;
     this.#durableSeq = last.record.seq;
     this.#durableHash = last.record.hash;
     this.#stats.batches += 1;
@@ -509,12 +582,167 @@ export class DecisionLog {
     return true;
   }
 
-  /** Waits for a prune in progress and pending appends, then closes the file; later appends reject. */
+  /**
+   * Refuses appends from now on, after a failed write (`problem` says what failed), and starts retrying recovery.
+   * Returns the error the appends are refused with.
+   */
+  #fail(problem: string): DecisionLogError {
+    this.#failure = new DecisionLogError("write", `${problem}; appends are refused until the log recovers (retried with backoff)`);
+    this.#outage = { since: this.#clock(), lastError: problem, retries: 0, nextRetryAt: null };
+    this.#scheduleRetry();
+    return this.#failure;
+  }
+
+  #scheduleRetry(): void {
+    const outage = this.#outage;
+    if (outage === null || this.#closed) return;
+    const delay = Math.min(this.#retryMaxMs, this.#retryInitialMs * 2 ** Math.min(outage.retries, 30));
+    outage.nextRetryAt = this.#clock() + delay;
+    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => void this.recover(), delay);
+    // A pending retry must not keep the process alive: close() stops it anyway.
+    this.#retryTimer.unref();
+  }
+
+  /**
+   * Tries now to take appends again after a failed write (the timer does it on its own, with backoff); resolves true
+   * once they are accepted (at once when nothing failed), false when this attempt failed or the log is closed.
+   *
+   * What reached the disk of the failed batch is unknown, and its appends were rejected to their callers, so none of
+   * its bytes may stay in the chain: an attempt first writes and fsyncs a probe file beside the log (the disk takes
+   * writes again), then reopens the log, checks that it still ends with the last durable record at the offset where
+   * that record was made durable, moves any bytes after it to `<path>.torn` and cuts them off, and continues the
+   * chain from that record.
+   */
+  recover(): Promise<boolean> {
+    if (this.#closed) return Promise.resolve(false);
+    if (this.#failure === null) return Promise.resolve(true);
+    this.#recovering ??= (async () => {
+      if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
+      this.#retryTimer = null;
+      // One at a time with prunes, and after the batch that failed has settled.
+      const attempt = this.#maintenance.then(async () => {
+        while (this.#draining !== null) await this.#draining;
+        return this.#attemptRecovery();
+      });
+      this.#maintenance = attempt.catch(() => undefined);
+      try {
+        return await attempt;
+      } finally {
+        this.#recovering = null;
+      }
+    })();
+    return this.#recovering;
+  }
+
+  async #attemptRecovery(): Promise<boolean> {
+    const outage = this.#outage;
+    if (this.#closed || this.#failure === null || outage === null) return this.#failure === null && !this.#closed;
+    outage.retries += 1;
+    outage.nextRetryAt = null; // under way
+    let droppedBytes: number;
+    try {
+      await this.#probe();
+      droppedBytes = await this.#reopenAtDurableHead();
+    } catch (err) {
+      outage.lastError = err instanceof DecisionLogError ? err.message.replace(/^decision log: /, "") : `recovery failed: ${ioProblem(err)}`;
+      this.#scheduleRetry();
+      return false;
+    }
+    this.#sealedSeq = this.#durableSeq;
+    this.#sealedHash = this.#durableHash;
+    this.#readHint = null;
+    this.#retentionHint = null;
+    this.#failure = null;
+    this.#outage = null;
+    this.#onRecover?.({ retries: outage.retries, droppedBytes });
+    return true;
+  }
+
+  /** Writes and fsyncs a block beside the log, as an append would; throws while the disk refuses. */
+  async #probe(): Promise<void> {
+    const path = probePath(this.#path);
+    try {
+      // O_NOFOLLOW: a symbolic link planted at the probe's path must not redirect the write.
+      const fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
+      try {
+        await writeFully(fh, Buffer.alloc(PROBE_BYTES));
+        await fh.datasync();
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      throw new DecisionLogError("write", `the disk still refuses writes (${ioProblem(err)})`);
+    } finally {
+      await unlink(path).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Replaces the handle with a new one on the log, which must still hold the durable records where they were written;
+   * the bytes after them (what landed of rejected appends) go to `<path>.torn`. Returns how many bytes were cut.
+   */
+  async #reopenAtDurableHead(): Promise<number> {
+    const path = this.#path;
+    let next: FileHandle;
+    try {
+      // Without O_CREAT: a log that vanished is not started again at genesis.
+      next = await open(path, constants.O_RDWR | constants.O_APPEND);
+    } catch (err) {
+      throw new DecisionLogError("io", `cannot reopen ${path}: ${ioProblem(err)}`);
+    }
+    let dropped: number;
+    try {
+      const stat = await next.stat();
+      if (!stat.isFile()) throw new DecisionLogError("io", `${path} is not a regular file`);
+      if (stat.size < this.#durableEnd) {
+        throw new DecisionLogError("recover", `${path} is ${stat.size} bytes, shorter than its durable records (${this.#durableEnd} bytes): records were removed while the log could not write; investigate and restart`);
+      }
+      await this.#checkDurableHead(next);
+      dropped = stat.size - this.#durableEnd;
+      if (dropped > 0) await repairTornTail(next, path, this.#durableEnd);
+      // A prune that failed after its rename may not have made the new directory entry durable.
+      await syncDirectory(dirname(path));
+    } catch (err) {
+      await next.close();
+      if (err instanceof DecisionLogError) throw err;
+      throw new DecisionLogError("io", `cannot repair ${path}: ${ioProblem(err)}`);
+    }
+    const old = this.#fh;
+    this.#fh = next;
+    // Closing the old handle may report the failed write again; it no longer matters.
+    await old.close().catch(() => undefined);
+    return dropped;
+  }
+
+  /** Checks that the line ending at the durable end is the durable head record, whole. */
+  async #checkDurableHead(fh: FileHandle): Promise<void> {
+    const length = this.#durableEnd - this.#headStart;
+    if (length === 0) return; // the file holds no record: the head is the anchor or the genesis
+    const at = this.#headStart === 0 ? 0 : this.#headStart - 1;
+    const bytes = Buffer.alloc(this.#durableEnd - at);
+    const { bytesRead } = await fh.read(bytes, 0, bytes.length, at);
+    const text = bytes.subarray(0, bytesRead).toString("utf8");
+    const line = this.#headStart === 0 ? text : text.slice(1);
+    const read = line.endsWith("\n") && (this.#headStart === 0 || text.startsWith("\n")) ? readRecordLine(line.slice(0, -1)) : null;
+    if (read === null || !read.ok || read.record.seq !== this.#durableSeq || read.record.hash !== this.#durableHash) {
+      throw new DecisionLogError("recover", `${this.#path} no longer ends its durable records with record seq ${this.#durableSeq} at byte ${this.#durableEnd}: the file was changed while the log could not write; investigate and restart`);
+    }
+  }
+
+  /**
+   * Waits for a prune in progress and pending appends, then closes the file; later appends reject. A log closed while
+   * it cannot write first tries once to cut off what landed of the rejected appends, so that reopening it does not
+   * take them for records.
+   */
   close(): Promise<void> {
     this.#closed = true;
+    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
     this.#closing ??= (async () => {
       await this.#maintenance;
       while (this.#draining !== null) await this.#draining;
+      if (this.#failure !== null) await this.#reopenAtDurableHead().catch(() => undefined);
       await this.#fh.close();
     })();
     return this.#closing;

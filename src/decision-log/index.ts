@@ -2,6 +2,6 @@ export { GENESIS_HASH, MAX_RECORD_BYTES, sealRecord, serializeRecord, verifyReco
 export type { DecisionEntry, DecisionRecord, LogAnchor, VerifyCheck, VerifyResult } from "./chain.ts";
 export { anchorPath } from "./anchor.ts";
 export { DecisionLog, verifyLogFile } from "./decision-log.ts";
-export type { DecisionLogOptions, DecisionLogStats } from "./decision-log.ts";
+export type { DecisionLogHealth, DecisionLogOptions, DecisionLogStats } from "./decision-log.ts";
 export type { RecordBatch } from "./log-reader.ts";
 export { DecisionLogError } from "./errors.ts";

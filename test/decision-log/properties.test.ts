@@ -5,8 +5,8 @@ import { test } from "node:test";
 import fc from "fast-check";
 import {
   DecisionLog, DecisionLogError, GENESIS_HASH, sealRecord, serializeRecord, verifyLogFile, verifyRecords,
-} from "../../src/audit/index.ts";
-import type { DecisionRecord } from "../../src/audit/index.ts";
+} from "../../src/decision-log/index.ts";
+import type { DecisionRecord } from "../../src/decision-log/index.ts";
 import { entry, entryArb, tempDir } from "./fixtures.ts";
 
 test("any sequence of entries seals, round-trips through JSON and verifies", () => {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { DecisionLog } from "../../src/audit/index.ts";
+import { DecisionLog } from "../../src/decision-log/index.ts";
 import { run } from "../../src/cli/log.ts";
 import { entry, tempDir } from "./fixtures.ts";
 
