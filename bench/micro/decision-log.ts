@@ -12,8 +12,8 @@ import { readFileSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { DecisionLog, verifyLogFile } from "../../src/audit/index.ts";
-import type { DecisionEntry } from "../../src/audit/index.ts";
+import { DecisionLog, verifyLogFile } from "../../src/decision-log/index.ts";
+import type { DecisionEntry } from "../../src/decision-log/index.ts";
 import { printResult, quantile } from "./result.ts";
 import type { MicroResult } from "./result.ts";
 

@@ -45,7 +45,12 @@ function edgewardTarget(name: string, logParent: string | null): Target {
         // As many upstream connections as the slow-stream scenario holds streams open.
         runners: [{ name: "model", url: ctx.modelServerUrl, models, maxConnections: 4096 }],
         decisionLog: join(logDir, "decisions.log"),
-        limits: { maxTokens: 4096, requestsPerMinute: REQUESTS_PER_MINUTE, tokensPerMinute: TOKENS_PER_MINUTE },
+        // One client principal holds every connection of every scenario (1,000 slow streams among them), so the
+        // per-caller connection and in-flight limits are raised past what the scenarios open.
+        limits: {
+          maxTokens: 4096, requestsPerMinute: REQUESTS_PER_MINUTE, tokensPerMinute: TOKENS_PER_MINUTE,
+          maxConnections: 8192, maxConnectionsPerPrincipal: 2048, maxInflight: 4096, maxInflightPerPrincipal: 2048,
+        },
         logLevel: "warn",
       }));
       const proc = await spawnReady(

@@ -82,8 +82,15 @@ export class Budgets {
     return this.#keys.size;
   }
 
-  /** Takes one request from the key's budget, or refuses (taking nothing) and says when to retry. */
-  admit(key: string, limits: BudgetLimits, nowMs: number): Admission {
+  /**
+   * Takes one request and reserves `tokens` from the key's budget, or refuses (taking nothing) and says when to
+   * retry. A request reserves what it could use at most — its prompt and its whole answer — so that concurrent
+   * requests can never together be granted more than the budget; `settle` gives back what it did not use.
+   */
+  admit(key: string, limits: BudgetLimits, nowMs: number, tokens = 0): Admission {
+    if (!(Number.isFinite(tokens) && tokens >= 0)) {
+      throw new BudgetError("tokens", `token count must be a non-negative finite number, got ${tokens}`);
+    }
     const state = this.#state(key, limits, nowMs);
     if (state === null) return { ok: true };
     const refusals: Admission[] = [];
@@ -92,28 +99,32 @@ export class Budgets {
       refusals.push({ ok: false, limit: "requestsPerMinute", retryAfterSeconds: secondsUntil(state.requests, 1, rpm) });
     }
     const tpm = limits.tokensPerMinute;
-    if (state.tokens !== undefined && tpm !== undefined && state.tokens.level < 1 - EPSILON) {
-      // A request needs at least one whole token to make any progress.
-      refusals.push({ ok: false, limit: "tokensPerMinute", retryAfterSeconds: secondsUntil(state.tokens, 1, tpm) });
+    // A request needs at least one whole token to make any progress.
+    const needed = Math.max(1, tokens);
+    if (state.tokens !== undefined && tpm !== undefined && state.tokens.level < needed - EPSILON) {
+      refusals.push({ ok: false, limit: "tokensPerMinute", retryAfterSeconds: secondsUntil(state.tokens, Math.min(needed, tpm), tpm) });
     }
     if (refusals.length > 0) {
       // When both are exhausted, the later of the two is when the request can really go through.
       return refusals.reduce((a, b) => (retryAfter(b) > retryAfter(a) ? b : a));
     }
     if (state.requests !== undefined) state.requests.level = Math.max(0, state.requests.level - 1);
+    if (state.tokens !== undefined) state.tokens.level -= tokens;
     return { ok: true };
   }
 
-  /** Charges tokens that were used; the balance may go negative, and the debt is paid off by refill. */
-  consumeTokens(key: string, tokens: number, limits: BudgetLimits, nowMs: number): { remaining: number; exhausted: boolean } {
-    if (!(Number.isFinite(tokens) && tokens >= 0)) {
-      throw new BudgetError("tokens", `token count must be a non-negative finite number, got ${tokens}`);
+  /**
+   * Ends a reservation made by `admit`: the tokens reserved but not used go back (never above the bucket's
+   * capacity), and tokens used beyond the reservation are charged (the balance may then go negative).
+   */
+  settle(key: string, limits: BudgetLimits, nowMs: number, reserved: number, used: number): void {
+    for (const [name, n] of [["reserved", reserved], ["used", used]] as const) {
+      if (!(Number.isFinite(n) && n >= 0)) throw new BudgetError("tokens", `${name} token count must be a non-negative finite number, got ${n}`);
     }
     const state = this.#state(key, limits, nowMs);
-    if (state?.tokens === undefined) return { remaining: Infinity, exhausted: false };
-    state.tokens.level -= tokens;
-    // Exhausted once less than one whole token is left: the next token could not be paid for.
-    return { remaining: state.tokens.level, exhausted: state.tokens.level < 1 - EPSILON };
+    const tpm = limits.tokensPerMinute;
+    if (state?.tokens === undefined || tpm === undefined) return;
+    state.tokens.level = Math.min(tpm, state.tokens.level + reserved - used);
   }
 
   /** Tokens left for the key now; Infinity when it has no token limit. */

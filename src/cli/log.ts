@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { DecisionLogError, verifyLogFile } from "../audit/index.ts";
+import { DecisionLogError, verifyLogFile } from "../decision-log/index.ts";
 import type { CliIO } from "./io.ts";
 
 const USAGE = `usage: edgeward log verify PATH

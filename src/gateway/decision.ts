@@ -1,23 +1,27 @@
-import type { DecisionEntry } from "../audit/index.ts";
+import type { DecisionEntry } from "../decision-log/index.ts";
 import type { Stage } from "../bundle/index.ts";
 import type { BudgetLimits } from "../budget/index.ts";
 import type { GatewayConfig } from "../config/index.ts";
-import type { Decision, EvaluateOptions } from "../policy/index.ts";
+import type { Decision, EvaluateOptions, Workload } from "../policy/index.ts";
 
 /**
  * What the gateway's pipeline and the ext_authz service decide alike, so that a request gets the same answer and the
  * same record whichever way it reached Edgeward.
  */
 
-/** The evaluation options for a request: the node's workload labels, essential rules only in the `restricted` stage. */
-export function evaluateOptions(workloadLabels: Readonly<Record<string, string>>, stage: Stage | undefined): EvaluateOptions {
-  return stage === "restricted" ? { workloadLabels, essentialOnly: true } : { workloadLabels };
+/**
+ * The evaluation options for a request: the node's workload (the config's own object, so the policy's per-workload
+ * index is reused), essential rules only in the `restricted` stage.
+ */
+export function evaluateOptions(workload: Workload, stage: Stage | undefined): EvaluateOptions {
+  return stage === "restricted" ? { workload, essentialOnly: true } : { workload };
 }
 
 /** The limits in force for an allowed request: the config's defaults, tightened by the deciding rule's own. */
-export function effectiveLimits(limits: GatewayConfig["limits"], decision: Decision): { maxTokens: number; budget: BudgetLimits } {
+export function effectiveLimits(limits: GatewayConfig["limits"], decision: Decision): { maxTokens: number; maxChoices: number; budget: BudgetLimits } {
   return {
     maxTokens: Math.min(limits.maxTokens, decision.limits.maxTokens ?? Infinity),
+    maxChoices: Math.min(limits.maxChoices, decision.limits.maxChoices ?? Infinity),
     budget: {
       requestsPerMinute: minDefined(limits.requestsPerMinute, decision.limits.requestsPerMinute),
       tokensPerMinute: minDefined(limits.tokensPerMinute, decision.limits.tokensPerMinute),

@@ -1,50 +1,35 @@
-import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { TLSSocket } from "node:tls";
-import type { Stage } from "../bundle/index.ts";
-import { evaluate, openAIRequestFields, type Decision, type PolicyInput } from "../policy/index.ts";
-import { UpstreamError, callUpstream, callUpstreamBuffered, toUpstreamError } from "../runners/index.ts";
+import { boundedBody, INFERENCE_PATHS, type InferencePath, type InferenceRequest } from "../policy/index.ts";
+import { UpstreamError, callUpstream, callUpstreamBuffered, releaseSlot, takeSlot, toUpstreamError, type Upstream } from "../runners/index.ts";
 import { authenticateForwarded, authenticatePeer } from "./authenticate.ts";
-import { parseJsonObject, readBody } from "./body.ts";
-import { decisionEntry, effectiveLimits, evaluateOptions } from "./decision.ts";
-import { GatewayError, errorBody } from "./errors.ts";
-import { relayJson, relayStream, type TokenMeter } from "./relay.ts";
-import { INFERENCE_PATHS, checkRequestShape, type InferencePath } from "./request-shape.ts";
-import type { ActivePolicy, GatewayState } from "./state.ts";
+import { ClientAbort, readBody } from "./body.ts";
+import type { CutReason, OpenRequest } from "./capacity.ts";
+import type { Exchange, Grant, RequestFacts, Usage } from "./decision-core.ts";
+import { GatewayError, errorBody, streamErrorEvents } from "./errors.ts";
+import { relayJson, relayStream } from "./relay.ts";
+import type { GatewayState } from "./state.ts";
 
 /**
- * The request pipeline, in the order the design fixes:
- *   authenticate → parse → authorize → budget → route → record → relay → observe.
- * Budget admission and the route lookup run before the record so that the decision log says what was actually
- * done (a request refused for budget is logged as a denial with status 429, an unknown model with 404), and a
- * refused request never reaches a runner.
+ * The gateway's HTTP transport over the decision core (decision-core.ts): authenticate → revoked → locked →
+ * capacity → parse → authorize → limits → route → budget → record → relay → settle → observe. Budget admission and
+ * the route lookup run before the allow is recorded, so that the log says what was actually done (a request
+ * refused for budget is logged as a denial with status 429, an unknown model with 404), and a refused request
+ * never reaches a runner. After authentication every answer is recorded.
  */
-interface Context {
-  /** The policy in force when the request arrived; a bundle activated meanwhile applies to the next request. */
-  policy: ActivePolicy;
-  /** Degradation stage (signed bundles only). */
-  stage: Stage | undefined;
-  requestId: string;
-  method: string;
-  path: string;
-  principal: string | null;
-  model: string | null;
-  decision: Decision | null;
-}
 
 const INFERENCE = new Set<string>(INFERENCE_PATHS);
 
 export async function handleRequest(state: GatewayState, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const started = performance.now();
-  const path = (req.url ?? "/").split("?", 1)[0]!;
-  const ctx: Context = { policy: state.policy, stage: undefined, requestId: randomUUID(), method: req.method ?? "GET", path, principal: null, model: null, decision: null };
-  const route = INFERENCE.has(path) || path === "/v1/models" || path === "/v1/health" ? path : "other";
+  const ex = state.core.begin(req.method ?? "GET", req.url ?? "/");
+  const route = INFERENCE.has(ex.path) || ex.path === "/v1/models" || ex.path === "/v1/health" ? ex.path : "other";
   state.metrics.inflight.inc();
-  res.setHeader("x-request-id", ctx.requestId);
+  res.setHeader("x-request-id", ex.requestId);
   try {
-    await dispatch(state, req, res, ctx);
+    await dispatch(state, req, res, ex);
   } catch (err) {
-    sendError(state, req, res, ctx, err);
+    sendError(state, req, res, ex, err);
   } finally {
     state.metrics.inflight.dec();
     const finish = () => {
@@ -56,171 +41,184 @@ export async function handleRequest(state: GatewayState, req: IncomingMessage, r
   }
 }
 
-async function dispatch(state: GatewayState, req: IncomingMessage, res: ServerResponse, ctx: Context): Promise<void> {
-  if (ctx.path === "/v1/health") {
-    if (ctx.method !== "GET" && ctx.method !== "HEAD") throw methodNotAllowed("GET");
+async function dispatch(state: GatewayState, req: IncomingMessage, res: ServerResponse, ex: Exchange): Promise<void> {
+  const { core } = state;
+  if (ex.path === "/v1/health") {
+    if (ex.method !== "GET" && ex.method !== "HEAD") throw methodNotAllowed("GET");
     return sendJson(res, 200, { status: "ok" });
   }
 
-  // 1. authenticate (verified once per connection; only expiry is re-checked). Counted here rather than at the
-  // handshake so that probes of /v1/health, which present no certificate, are not counted as failures.
+  // Authenticate (verified once per connection; only expiry is re-checked). Counted here rather than at the
+  // handshake so that probes of /v1/health, which present no certificate, are not counted as failures. An
+  // unauthenticated caller is not recorded: the log would be anyone's to fill.
   const peer = state.trustedPeers === null
     ? authenticatePeer(req.socket as TLSSocket, state.bundles, new Date(state.clock()))
     : authenticateForwarded(req, state.trustedPeers, state.bundles);
   if (!peer.ok) {
-    state.metrics.denials.inc({ reason: "identity" });
     state.metrics.tlsFailures.inc({ check: peer.check });
     state.logger.warn({ remote: req.socket.remoteAddress, check: peer.check }, `client certificate rejected: ${peer.message}`);
-    throw new GatewayError(401, "identity", "authentication_error", "invalid_client_certificate", `client certificate rejected: ${peer.message}`);
+    return core.refuse(ex, new GatewayError("invalid_client_certificate", `client certificate rejected: ${peer.message}`), { record: false });
   }
-  ctx.principal = peer.principal;
-  // The degradation stage of the policy bundle, read once, so that every record of this request carries it.
-  const ladder = state.ladder === null ? null : state.ladder.status(state.clock());
-  ctx.stage = ladder?.stage;
-  const revoked = ctx.policy.revocations.isRevoked({ spiffeId: peer.principal, serial: peer.serial });
-  if (revoked !== null) {
-    const what = revoked.kind === "serial" ? `certificate serial ${peer.serial}` : peer.principal;
-    const message = `client certificate rejected: ${what} was revoked at ${revoked.revokedAt}`;
-    state.metrics.denials.inc({ reason: "revoked" });
-    state.metrics.tlsFailures.inc({ check: "revoked" });
-    await record(state, ctx, 401, message);
-    throw new GatewayError(401, "identity", "authentication_error", "revoked_identity", message);
+  const principal = peer.principal;
+  await core.authenticated(ex, principal, peer.serial);
+
+  if (state.refusedConnections.has(req.socket)) {
+    return core.refuse(ex, new GatewayError("too_many_connections",
+      `${principal} already holds ${state.connections.maxPerPrincipal} connections to this gateway; this one is closed`, { "retry-after": "1" }));
   }
 
-  // `locked` denies everything; `restricted` lets only essential rules allow (in authorize).
-  if (ladder?.stage === "locked") {
-    const message = `policy locked: ${ladder.reason}; every request is denied until a new signed bundle is activated`;
-    state.metrics.denials.inc({ reason: "locked" });
-    await record(state, ctx, 403, message);
-    throw new GatewayError(403, "policy", "permission_denied", "policy_locked", message);
+  // The request is registered in flight for as long as it runs: capped per caller and in all, and cut from outside
+  // when its caller is revoked.
+  const work = new Work(principal, ex.serial, req.socket);
+  const entered = state.inFlight.enter(work, state.config.limits);
+  if (entered === "total") {
+    return core.refuse(ex, new GatewayError("gateway_busy", `${state.config.limits.maxInflight} requests are in flight; retry shortly`, { "retry-after": "1" }));
+  }
+  if (entered === "caller") {
+    return core.refuse(ex, new GatewayError("too_many_requests_in_flight",
+      `${principal} already has ${state.config.limits.maxInflightPerPrincipal} requests in flight`, { "retry-after": "1" }));
+  }
+  try {
+    await serve(state, req, res, ex, work);
+  } finally {
+    state.inFlight.leave(work);
+  }
+}
+
+/** A request in flight, as the gateway can cut it from outside. */
+class Work implements OpenRequest {
+  readonly principal: string;
+  readonly serial: string | null;
+  readonly socket: object;
+  readonly abort = new AbortController();
+  /** Why the request was cut, once it was. */
+  cutBy: { reason: CutReason; error: GatewayError } | null = null;
+
+  constructor(principal: string, serial: string | null, socket: object) {
+    this.principal = principal;
+    this.serial = serial;
+    this.socket = socket;
   }
 
-  if (ctx.path === "/v1/models") {
-    if (ctx.method !== "GET") throw methodNotAllowed("GET");
-    return listModels(state, req, res, ctx);
+  cut(reason: CutReason, message: string): void {
+    if (this.cutBy !== null) return;
+    this.cutBy = { reason, error: new GatewayError("revoked_identity", message) };
+    this.abort.abort();
   }
-  if (!INFERENCE.has(ctx.path)) throw new GatewayError(404, "route", "invalid_request_error", "unknown_url", `unknown route ${ctx.method} ${ctx.path}`);
-  if (ctx.method !== "POST") throw methodNotAllowed("POST");
+}
 
-  // 2. parse
-  const raw = await readBody(req, state.config.limits.maxBodyBytes);
-  const body = parseJsonObject(raw);
-  const shape = checkRequestShape(ctx.path as InferencePath, body);
-  ctx.model = shape.model;
-  const fields = openAIRequestFields(body);
-
-  // 3. authorize
-  const decision = evaluate(ctx.policy.set, policyInput(state, req, ctx, fields), evaluateOptions(state.config.workloadLabels, ctx.stage));
-  ctx.decision = decision;
-  state.metrics.decisions.inc({ decision: decision.decision });
-  if (decision.decision === "DENY") {
-    await record(state, ctx, 403, decision.reason);
-    state.metrics.denials.inc({ reason: "policy" });
-    throw new GatewayError(403, "policy", "permission_denied", "policy_denied", `denied by policy: ${decision.reason}`);
+async function serve(state: GatewayState, req: IncomingMessage, res: ServerResponse, ex: Exchange, work: Work): Promise<void> {
+  const { core } = state;
+  const facts = requestFacts(state, req);
+  if (ex.path === "/v1/models") {
+    if (ex.method !== "GET") return core.refuse(ex, methodNotAllowed("GET"));
+    return listModels(state, res, ex, facts);
   }
+  if (!INFERENCE.has(ex.path)) return core.refuse(ex, new GatewayError("unknown_url", `unknown route ${ex.method} ${ex.path}`));
+  if (ex.method !== "POST") return core.refuse(ex, methodNotAllowed("POST"));
 
-  const { maxTokens: cap, budget: budgetLimits } = effectiveLimits(state.config.limits, decision);
-  if (shape.maxTokens !== undefined && shape.maxTokens > cap) {
-    const message = `max_tokens ${shape.maxTokens} exceeds the limit of ${cap} for this caller`;
-    await record(state, ctx, 400, message);
-    state.metrics.denials.inc({ reason: "limit" });
-    throw new GatewayError(400, "limit", "invalid_request_error", "max_tokens_exceeded", message);
+  // A caller no rule could allow here is refused before its body is read.
+  await core.prejudge(ex, facts);
+  // Parse: the body is bounded in size and in the time it may take to arrive.
+  let raw: Buffer;
+  try {
+    raw = await readBody(req, state.config.limits.maxBodyBytes, state.config.limits.bodyTimeoutMs);
+  } catch (err) {
+    if (err instanceof GatewayError) await core.refuse(ex, err);
+    throw err;
   }
+  const request = await core.parse(ex, ex.path as InferencePath, raw);
 
-  // 4. budget
-  const budgetKey = peer.principal;
-  const admission = state.budgets.admit(budgetKey, budgetLimits, state.clock());
-  if (!admission.ok) {
-    const message = `${admission.limit} budget exhausted for ${peer.principal}; retry in ${admission.retryAfterSeconds}s`;
-    await record(state, ctx, 429, message);
-    state.metrics.denials.inc({ reason: "budget" });
-    throw new GatewayError(429, "budget", "rate_limit_error", "rate_limit_exceeded", message, { "retry-after": String(admission.retryAfterSeconds) });
+  const decision = await core.authorize(ex, facts, core.fields(request));
+  const grant = await core.limit(ex, request, decision, { mustBound: false });
+
+  // Route: after authorization, so that an unauthorized caller cannot probe which models exist.
+  const upstream = state.runners.route(request.model);
+  if (upstream === undefined) return core.refuse(ex, new GatewayError("model_not_found", `model ${JSON.stringify(request.model)} is not served by this gateway`));
+  if (!takeSlot(upstream)) {
+    return core.refuse(ex, new GatewayError("runner_busy", `runner ${upstream.name} has ${upstream.capacity} requests open or waiting; retry shortly`, { "retry-after": "1" }));
   }
-
-  // 5. route (before the record, so that the record carries the 404)
-  const upstream = state.runners.route(shape.model);
-  if (upstream === undefined) {
-    const message = `model ${JSON.stringify(shape.model)} is not served by this gateway`;
-    await record(state, ctx, 404, message);
-    throw new GatewayError(404, "route", "invalid_request_error", "model_not_found", message);
+  try {
+    await core.reserve(ex, grant);
+    const used: Usage = { prompt: grant.promptTokens, completion: 0 };
+    try {
+      await relay(state, req, res, ex, work, request, grant, upstream, used);
+    } finally {
+      core.settle(grant, used);
+    }
+  } finally {
+    releaseSlot(upstream);
   }
+}
 
-  // 6. record — sealed into the chain before anything is forwarded. Its fsync overlaps the runner's work: the
-  // relay releases no byte of the answer (an error included) until the record is durable.
-  const refusal = state.log.refusal;
-  if (refusal !== null) throw logUnavailable(state, refusal); // a broken log: refuse before forwarding anything
-  const durable = record(state, ctx, undefined, decision.reason);
+async function relay(
+  state: GatewayState, req: IncomingMessage, res: ServerResponse, ex: Exchange, work: Work,
+  request: InferenceRequest, grant: Grant, upstream: Upstream, used: Usage,
+): Promise<void> {
+  const { core } = state;
+  const runner = upstream.name;
+  // The runner is sent what was decided on: the bound fields rewritten to the cap, and a stream asked for usage.
+  const body = boundedBody(request, grant.cap);
+  if (request.stream) body.stream_options = { ...(body.stream_options as object | null | undefined), include_usage: true };
+  const forward = JSON.stringify(body);
+  if (work.cutBy !== null) return core.refuse(ex, work.cutBy.error, { reason: work.cutBy.reason });
+
+  // Record: sealed into the chain before anything is forwarded. Its fsync overlaps the runner's work: the relay
+  // releases no byte of the answer (an error included) until the record is durable.
+  const durable = core.recordAllow(ex);
   durable.catch(() => undefined); // awaited below; this only keeps an early failure from being "unhandled"
 
-  // 7. relay
-  const promptEstimate = fields.promptTokens ?? 0;
-  const meter = tokenMeter(state, budgetKey, budgetLimits, promptEstimate);
-  // The body is re-serialized only when the gateway changes it; otherwise the caller's bytes go as they came.
-  let forward: string | Buffer = raw;
-  if ((shape.maxTokens === undefined && ctx.path !== "/v1/embeddings") || shape.stream) {
-    if (shape.maxTokens === undefined && ctx.path !== "/v1/embeddings") body.max_tokens = cap;
-    if (shape.stream) body.stream_options = { ...(body.stream_options as object | null | undefined), include_usage: true };
-    forward = JSON.stringify(body);
-  }
-
-  const abort = new AbortController();
+  const abort = work.abort;
   const onClose = () => {
     if (!res.writableFinished) abort.abort();
   };
   res.on("close", onClose);
   try {
-    const call = { path: ctx.path, body: forward, headers: { "x-request-id": ctx.requestId }, signal: abort.signal };
-    const outcome = shape.stream
-      ? await relayStream(upstream.name, await callUpstream(upstream, call), res, meter, durable, { forwardUsage: shape.includeUsage })
-      : await relayJson(upstream.name, await callUpstreamBuffered(upstream, call), res, meter, durable);
+    const call = { path: ex.path, body: forward, headers: { "x-request-id": ex.requestId }, signal: abort.signal };
+    const outcome = request.stream
+      ? await relayStream(runner, await callUpstream(upstream, call), res, durable, { forwardUsage: request.includeUsage, maxTokens: grant.cap * grant.sequences }, used)
+      : await relayJson(runner, await callUpstreamBuffered(upstream, call), res, durable, used);
     if (outcome.stoppedForBudget || outcome.clientGone) abort.abort();
   } catch (err) {
+    if (work.cutBy !== null) return endCut(state, req, res, ex, work.cutBy, durable);
     if (abort.signal.aborted) return; // the client left; nothing to answer
     abort.abort();
     await durable; // throws the 503 when the record could not be made durable
-    const e = toUpstreamError(upstream.name, err);
-    if (e instanceof UpstreamError) state.metrics.upstreamErrors.inc({ runner: upstream.name, kind: e.kind });
+    const e = toUpstreamError(runner, err);
+    if (e instanceof UpstreamError) state.metrics.upstreamErrors.inc({ runner, kind: e.kind });
     throw e;
   } finally {
     res.off("close", onClose);
   }
 }
 
-function tokenMeter(state: GatewayState, key: string, limits: { tokensPerMinute?: number }, promptEstimate: number): TokenMeter {
-  state.budgets.consumeTokens(key, promptEstimate, limits, state.clock());
-  return {
-    charge(tokens) {
-      return !state.budgets.consumeTokens(key, tokens, limits, state.clock()).exhausted;
-    },
-    settle(usage, counted) {
-      const prompt = usage.prompt_tokens ?? promptEstimate;
-      const completion = usage.completion_tokens ?? counted;
-      const extra = prompt - promptEstimate + (completion - counted);
-      if (extra > 0) state.budgets.consumeTokens(key, extra, limits, state.clock());
-      state.metrics.tokens.inc({ kind: "prompt" }, prompt);
-      state.metrics.tokens.inc({ kind: "completion" }, completion);
-    },
-  };
+/**
+ * A request cut from outside (its caller was revoked, or its certificate no longer verifies): a stream gets a final
+ * error event, an unanswered request the error; the connection is closed.
+ */
+async function endCut(
+  state: GatewayState, req: IncomingMessage, res: ServerResponse, ex: Exchange, cut: { reason: CutReason; error: GatewayError }, durable: Promise<void>,
+): Promise<void> {
+  state.metrics.requestsCut.inc({ reason: cut.reason });
+  await durable.catch(() => undefined);
+  await state.core.recordOutcome(ex, cut.error.status, cut.error.message).catch(() => undefined);
+  if (!res.headersSent) throw cut.error;
+  res.shouldKeepAlive = false;
+  if (!res.writableEnded) res.end(streamErrorEvents("revoked_identity", cut.error.message));
+  req.socket.end();
 }
 
-async function listModels(state: GatewayState, req: IncomingMessage, res: ServerResponse, ctx: Context): Promise<void> {
-  const wls = evaluateOptions(state.config.workloadLabels, ctx.stage);
-  const decision = evaluate(ctx.policy.set, policyInput(state, req, ctx, {}), wls);
-  ctx.decision = decision;
-  state.metrics.decisions.inc({ decision: decision.decision });
-  await record(state, ctx, decision.decision === "DENY" ? 403 : undefined, decision.reason);
-  if (decision.decision === "DENY") {
-    state.metrics.denials.inc({ reason: "policy" });
-    throw new GatewayError(403, "policy", "permission_denied", "policy_denied", `denied by policy: ${decision.reason}`);
-  }
+async function listModels(state: GatewayState, res: ServerResponse, ex: Exchange, facts: RequestFacts): Promise<void> {
+  const { core } = state;
+  await core.authorize(ex, facts, {});
+  await core.recordAllow(ex);
   // A model is listed when the caller may use it on at least one inference route.
   const visible = state.runners.models().filter((model) =>
-    INFERENCE_PATHS.some((path) =>
-      evaluate(ctx.policy.set, policyInput(state, req, { ...ctx, method: "POST", path }, { model }), wls).decision === "ALLOW"));
+    INFERENCE_PATHS.some((path) => core.decide(ex, facts, { model }, "POST", path).decision === "ALLOW"));
   sendJson(res, 200, { object: "list", data: visible.map((id) => ({ id, object: "model", created: 0, owned_by: "edgeward" })) });
 }
 
-function policyInput(state: GatewayState, req: IncomingMessage, ctx: Context, fields: { model?: string; maxTokens?: number; stream?: boolean; promptTokens?: number }): PolicyInput {
+function requestFacts(state: GatewayState, req: IncomingMessage): RequestFacts {
   // On the mTLS listener XFCC is whatever the caller wrote: a policy condition on it must not be satisfiable there.
   const dropXfcc = state.trustedPeers === null;
   const headers: Record<string, string> = {};
@@ -230,34 +228,13 @@ function policyInput(state: GatewayState, req: IncomingMessage, ctx: Context, fi
   }
   const socket = req.socket;
   return {
-    source: { principal: ctx.principal, ip: socket.remoteAddress, remoteIp: socket.remoteAddress },
-    request: {
-      method: ctx.method, path: ctx.path, host: req.headers.host, port: socket.localPort, sni: (socket as TLSSocket).servername || undefined,
-      headers, model: fields.model, maxTokens: fields.maxTokens, stream: fields.stream, promptTokens: fields.promptTokens,
-    },
+    headers, host: req.headers.host, port: socket.localPort, sni: (socket as TLSSocket).servername || undefined,
+    sourceIp: socket.remoteAddress, destinationIp: socket.localAddress,
   };
 }
 
-function logUnavailable(state: GatewayState, err: Error): GatewayError {
-  state.logger.error({ err: err.message }, "decision log append failed; refusing the request");
-  state.metrics.denials.inc({ reason: "log" });
-  return new GatewayError(503, "log", "service_unavailable", "decision_log_unavailable", "the decision log cannot be written; the gateway refuses requests it cannot record");
-}
-
-async function record(state: GatewayState, ctx: Context, status: number | undefined, reason: string): Promise<void> {
-  const entry = decisionEntry({
-    timeMs: state.clock(), requestId: ctx.requestId, principal: ctx.principal, method: ctx.method, path: ctx.path, model: ctx.model,
-    decision: ctx.decision, revision: ctx.policy.revision, stage: ctx.stage, status, reason,
-  });
-  try {
-    await state.log.append(entry);
-  } catch (err) {
-    throw logUnavailable(state, err as Error);
-  }
-}
-
 function methodNotAllowed(allowed: string): GatewayError {
-  return new GatewayError(405, "route", "invalid_request_error", "method_not_allowed", `method not allowed; use ${allowed}`, { allow: allowed });
+  return new GatewayError("method_not_allowed", `method not allowed; use ${allowed}`, { allow: allowed });
 }
 
 function sendJson(res: ServerResponse, status: number, value: unknown): void {
@@ -266,18 +243,24 @@ function sendJson(res: ServerResponse, status: number, value: unknown): void {
   res.end(text);
 }
 
-function sendError(state: GatewayState, req: IncomingMessage, res: ServerResponse, ctx: Context, err: unknown): void {
+function sendError(state: GatewayState, req: IncomingMessage, res: ServerResponse, ex: Exchange, err: unknown): void {
+  if (err instanceof ClientAbort) {
+    // Not a fault: the caller went away mid-body. Nothing can be answered.
+    state.metrics.clientAborts.inc();
+    state.logger.debug({ requestId: ex.requestId, principal: ex.principal }, err.message);
+    return;
+  }
   let e: GatewayError;
   if (err instanceof GatewayError) e = err;
   else if (err instanceof UpstreamError) {
     e = err.kind === "timeout"
-      ? new GatewayError(504, "upstream", "timeout", "upstream_timeout", `runner ${err.runner} did not answer in time`)
-      : new GatewayError(502, "upstream", "upstream_error", "upstream_unavailable", `runner ${err.runner} is unavailable`);
+      ? new GatewayError("upstream_timeout", `runner ${err.runner} did not answer in time`)
+      : new GatewayError("upstream_unavailable", `runner ${err.runner} is unavailable`);
   } else {
-    state.logger.error({ requestId: ctx.requestId, err: (err as Error)?.message }, "internal error");
-    e = new GatewayError(500, "upstream", "internal_error", "internal_error", "internal error");
+    state.logger.error({ requestId: ex.requestId, err: (err as Error)?.message }, "internal error");
+    e = new GatewayError("internal_error", "internal error");
   }
-  if (e.status >= 500) state.logger.warn({ requestId: ctx.requestId, principal: ctx.principal, status: e.status, code: e.code }, e.message);
+  if (e.status >= 500) state.logger.warn({ requestId: ex.requestId, principal: ex.principal, status: e.status, code: e.code }, e.message);
   if (res.headersSent) {
     // Mid-stream failure: all that can be done is end the stream with an error event.
     if (!res.writableEnded) res.end(`data: ${errorBody(e.message, e.type, e.code)}\n\ndata: [DONE]\n\n`);
@@ -285,10 +268,14 @@ function sendError(state: GatewayState, req: IncomingMessage, res: ServerRespons
   }
   const text = errorBody(e.message, e.type, e.code);
   for (const [k, v] of Object.entries(e.headers)) res.setHeader(k, v);
-  // A caller that failed authentication is not kept connected.
-  const close = e.check === "identity";
+  // A caller that failed authentication, was cut, timed out or is over its connection limit is not kept connected.
+  const close = e.check === "identity" || e.code === "request_timeout" || e.code === "too_many_connections";
   if (req.complete) {
     if (close) res.setHeader("connection", "close");
+  } else if (e.code === "request_timeout") {
+    // A body that did not arrive in time is not waited for any longer.
+    res.setHeader("connection", "close");
+    res.once("finish", () => req.socket.destroySoon());
   } else {
     drainRequest(req, res, close);
   }

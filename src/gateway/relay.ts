@@ -1,21 +1,17 @@
 import type { ServerResponse } from "node:http";
 import type { Dispatcher } from "undici";
 import { SseSplitter } from "./sse.ts";
-import { GatewayError, errorBody } from "./errors.ts";
+import { GatewayError, streamErrorEvents } from "./errors.ts";
 import type { BufferedAnswer } from "../runners/index.ts";
+import type { Usage } from "./decision-core.ts";
 
-/** Token accounting hooks for one relayed response; `charge` returns false once the caller's budget is spent. */
-export interface TokenMeter {
-  charge(tokens: number): boolean;
-  /** Exact usage reported by the runner; `counted` is what `charge` already saw for this response. */
-  settle(usage: { prompt_tokens?: number; completion_tokens?: number }, counted: number): void;
-}
-
+/** How a relay ended, when it did not fail. */
 export interface RelayOutcome {
-  completionTokens: number;
   stoppedForBudget: boolean;
   clientGone: boolean;
 }
+
+
 
 const MAX_UPSTREAM_BODY = 64 * 1024 * 1024;
 
@@ -35,7 +31,7 @@ function drained(res: ServerResponse): Promise<boolean> {
 }
 
 function upstreamFailure(runner: string, status: number): GatewayError {
-  return new GatewayError(502, "upstream", "upstream_error", "upstream_error", `runner ${runner} answered with status ${status}`);
+  return new GatewayError("upstream_error", `runner ${runner} answered with status ${status}`);
 }
 
 async function readAll(body: Dispatcher.ResponseData["body"]): Promise<Buffer> {
@@ -43,54 +39,81 @@ async function readAll(body: Dispatcher.ResponseData["body"]): Promise<Buffer> {
   let size = 0;
   for await (const chunk of body as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_UPSTREAM_BODY) throw new GatewayError(502, "upstream", "upstream_error", "upstream_too_large", "runner response is too large");
+    if (size > MAX_UPSTREAM_BODY) throw new GatewayError("upstream_too_large", "runner response is too large");
     chunks.push(chunk);
   }
   return Buffer.concat(chunks, size);
 }
 
+/** What a runner reports it used. */
+interface RunnerUsage {
+  prompt_tokens?: number;
+  completion_tokens?: number;
+}
+
+interface Answer {
+  choices?: { message?: { content?: unknown }; text?: unknown }[];
+  usage?: RunnerUsage | null;
+}
+
 /**
  * Relays a non-streaming answer; 4xx from the runner pass through as they are, 5xx become 502. Nothing is written
- * before `durable` (the decision record's fsync) resolves.
+ * before `durable` (the decision record's fsync) resolves. A runner that reports no usage is charged for the
+ * answer's text (about four characters a token).
  */
-export async function relayJson(runner: string, up: BufferedAnswer, res: ServerResponse, meter: TokenMeter, durable: Promise<void>): Promise<RelayOutcome> {
+export async function relayJson(runner: string, up: BufferedAnswer, res: ServerResponse, durable: Promise<void>, used: Usage): Promise<RelayOutcome> {
   await durable;
   if (up.statusCode >= 500) throw upstreamFailure(runner, up.statusCode);
-  let completionTokens = 0;
   if (up.statusCode < 300) {
+    let answer: Answer;
     try {
-      const usage = (JSON.parse(up.body.toString("utf8")) as { usage?: { prompt_tokens?: number; completion_tokens?: number } }).usage;
-      if (usage) {
-        meter.settle(usage, 0);
-        completionTokens = usage.completion_tokens ?? 0;
-      }
+      answer = JSON.parse(up.body.toString("utf8")) as Answer;
     } catch {
-      throw new GatewayError(502, "upstream", "upstream_error", "upstream_invalid", `runner ${runner} answered with invalid JSON`);
+      throw new GatewayError("upstream_invalid", `runner ${runner} answered with invalid JSON`);
     }
+    const usage = answer?.usage;
+    used.prompt = count(usage?.prompt_tokens) ?? used.prompt;
+    used.completion = count(usage?.completion_tokens) ?? textTokens(answer);
   }
   res.writeHead(up.statusCode, { "content-type": up.contentType ?? "application/json", "content-length": up.body.length });
   res.end(up.body);
-  return { completionTokens, stoppedForBudget: false, clientGone: false };
+  return { stoppedForBudget: false, clientGone: false };
+}
+
+function count(n: unknown): number | undefined {
+  return typeof n === "number" && Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}
+
+function textTokens(answer: Answer): number {
+  let chars = 0;
+  if (Array.isArray(answer?.choices)) {
+    for (const c of answer.choices) {
+      const text = c?.message?.content ?? c?.text;
+      if (typeof text === "string") chars += text.length;
+    }
+  }
+  return Math.ceil(chars / 4);
 }
 
 interface StreamChunk {
   choices?: { delta?: { content?: unknown }; text?: unknown }[];
-  usage?: { prompt_tokens?: number; completion_tokens?: number } | null;
+  usage?: RunnerUsage | null;
 }
 
 /**
  * Relays a Server-Sent Events answer event by event with backpressure, counting tokens as they pass (one per
- * content-bearing chunk until the runner's final usage settles the exact figure). Nothing is written before
- * `durable` (the decision record's fsync) resolves. When the budget runs out the
- * stream ends cleanly — an error event, then `data: [DONE]` — and the caller aborts the runner's generation.
+ * content-bearing chunk, until the runner's final usage gives the exact figure). Nothing is written before
+ * `durable` (the decision record's fsync) resolves. The request reserved `maxTokens` for the answer and the runner
+ * was asked for no more; a runner that sends more anyway is stopped there: the stream ends cleanly — an error
+ * event, then `data: [DONE]` — and the caller aborts the runner's generation.
  */
 export async function relayStream(
   runner: string,
   up: Dispatcher.ResponseData,
   res: ServerResponse,
-  meter: TokenMeter,
   durable: Promise<void>,
-  options: { forwardUsage: boolean },
+  options: { forwardUsage: boolean; maxTokens: number },
+  used: Usage,
 ): Promise<RelayOutcome> {
   await durable;
   if (up.statusCode !== 200) {
@@ -98,20 +121,18 @@ export async function relayStream(
     if (up.statusCode >= 500 || up.statusCode < 400) throw upstreamFailure(runner, up.statusCode);
     res.writeHead(up.statusCode, { "content-type": String(up.headers["content-type"] ?? "application/json") });
     res.end(body);
-    return { completionTokens: 0, stoppedForBudget: false, clientGone: false };
+    return { stoppedForBudget: false, clientGone: false };
   }
   res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no" });
   const splitter = new SseSplitter();
   let counted = 0;
-  let settled = false;
-  const clientGone = (): RelayOutcome => ({ completionTokens: counted, stoppedForBudget: false, clientGone: true });
+  const outcome = (extra: Partial<RelayOutcome>): RelayOutcome => ({ stoppedForBudget: false, clientGone: false, ...extra });
 
   for await (const chunk of up.body as AsyncIterable<Buffer>) {
     // The events one runner chunk completes go out in one write: one TLS record, and no await while the socket keeps up.
     let out = "";
     for (const event of splitter.push(chunk)) {
       let forward = true;
-      let exhausted = false;
       if (event.data !== null && event.data !== "[DONE]") {
         let parsed: StreamChunk | null = null;
         try {
@@ -120,26 +141,24 @@ export async function relayStream(
           parsed = null;
         }
         if (parsed?.usage) {
-          meter.settle(parsed.usage, counted);
-          settled = true;
-          counted = parsed.usage.completion_tokens ?? counted;
+          // The runner's own figures settle the count, but never below what passed through the gateway.
+          used.prompt = count(parsed.usage.prompt_tokens) ?? used.prompt;
+          used.completion = Math.max(counted, count(parsed.usage.completion_tokens) ?? 0);
           if (!options.forwardUsage && (parsed.choices?.length ?? 0) === 0) forward = false;
         } else if (parsed?.choices?.some((c) => (typeof c.delta?.content === "string" && c.delta.content !== "") || (typeof c.text === "string" && c.text !== ""))) {
           counted += 1;
-          exhausted = !meter.charge(1);
+          if (counted > used.completion) used.completion = counted;
         }
       }
-      if (forward) out += event.raw;
-      if (exhausted) {
-        out += `data: ${errorBody("token budget exhausted: the stream was stopped by the gateway", "rate_limit_error", "token_budget_exhausted")}\n\ndata: [DONE]\n\n`;
-        res.end(out);
-        return { completionTokens: counted, stoppedForBudget: true, clientGone: false };
+      if (counted > options.maxTokens) {
+        res.end(out + streamErrorEvents("token_budget_exhausted", `token limit reached: the runner sent more than the ${options.maxTokens} tokens this request reserved; the stream was stopped by the gateway`));
+        return outcome({ stoppedForBudget: true });
       }
+      if (forward) out += event.raw;
     }
-    if (out !== "" && !res.write(out) && !(await drained(res))) return clientGone();
+    if (out !== "" && !res.write(out) && !(await drained(res))) return outcome({ clientGone: true });
   }
   const rest = splitter.flush();
   res.end(rest?.raw);
-  if (!settled) meter.settle({ completion_tokens: counted }, counted);
-  return { completionTokens: counted, stoppedForBudget: false, clientGone: false };
+  return outcome({});
 }

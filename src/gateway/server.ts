@@ -1,24 +1,31 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
-import { chmodSync, existsSync, lstatSync, unlinkSync } from "node:fs";
-import type { AddressInfo } from "node:net";
-import { DecisionLog } from "../audit/index.ts";
+import { chmodSync, existsSync, lstatSync, readFileSync, unlinkSync } from "node:fs";
+import type { AddressInfo, Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import { DecisionLog, type DecisionLogOptions } from "../decision-log/index.ts";
 import { trustedPeers } from "../identity/index.ts";
 import { Budgets } from "../budget/index.ts";
 import type { GatewayConfig } from "../config/index.ts";
 import { RunnerTable } from "../runners/index.ts";
-import { createGatewayMetrics, createLogger, registerBundleGauges, registerUploadMetrics, type Logger } from "../telemetry/index.ts";
-import type { BundleSync } from "./bundle-sync.ts";
+import { createGatewayMetrics, createLogger, registerBundleGauges, registerDecisionLogGauge, registerUploadMetrics, type Logger } from "../telemetry/index.ts";
+import type { BundleSync } from "../node/bundle-sync.ts";
+import { policyWarnings } from "../policy/index.ts";
 import { compileBundle, loadPolicy, NO_POLICY } from "./policy-source.ts";
 import { credentialsStamp, loadCredentials } from "./credentials.ts";
 import type { AuthzServer } from "./ext-authz/index.ts";
-import type { LogUploader } from "./log-upload.ts";
+import type { LogUploader } from "../node/log-upload.ts";
+import { ConnectionTally, InFlight } from "./capacity.ts";
+import { DecisionCore } from "./decision-core.ts";
+import { authenticatePeer } from "./authenticate.ts";
 import { handleRequest } from "./pipeline.ts";
 import type { GatewayState } from "./state.ts";
 
 export interface GatewayOptions {
   logger?: Logger;
   clock?: () => number;
+  /** How the decision log retries after a failed write (default: 100 ms, doubling to 30 s). */
+  logRetry?: DecisionLogOptions["retry"];
 }
 
 /** The edge gateway: the mTLS listener running the pipeline, and the admin listener (metrics, health). */
@@ -37,10 +44,15 @@ export class Gateway {
   authz: AuthzServer | null = null;
 
   readonly #tlsClient: { cert: string; key: string };
+  /** The main listener's open connections, once their handshake is done (mTLS only). */
+  readonly #secured: ReadonlySet<TLSSocket>;
 
-  private constructor(state: GatewayState, server: HttpsServer | HttpServer, admin: HttpServer, stamp: string, tlsClient: { cert: string; key: string }) {
+  private constructor(
+    state: GatewayState, server: HttpsServer | HttpServer, admin: HttpServer, stamp: string, tlsClient: { cert: string; key: string }, secured: ReadonlySet<TLSSocket>,
+  ) {
     this.state = state;
     this.#tlsClient = tlsClient;
+    this.#secured = secured;
     this.#server = server;
     this.#admin = admin;
     this.#stamp = stamp;
@@ -60,19 +72,29 @@ export class Gateway {
     const tlsClient = { cert, key };
     const log = await DecisionLog.open(config.decisionLog, {
       onRepair: ({ droppedBytes }) => logger.warn({ droppedBytes }, "decision log: a torn last record was repaired"),
+      onRecover: ({ retries, droppedBytes }) => logger.warn({ retries, droppedBytes }, "decision log: writable again after a failed write; the rejected appends were cut off"),
+      clock,
+      ...(options.logRetry === undefined ? {} : { retry: options.logRetry }),
     });
     const metrics = createGatewayMetrics();
+    registerDecisionLogGauge(metrics, () => log.health.writable);
     const peers = config.identity.source === "xfcc" ? trustedPeers(config.identity.trustedPeers) : null;
-    const state: GatewayState = { config, bundles, trustedPeers: peers, policy, ladder: null, log, budgets: new Budgets(), runners: new RunnerTable(config.runners), metrics, logger, clock };
+    const state = {
+      config, bundles, trustedPeers: peers, policy, ladder: null, log, budgets: new Budgets(), runners: new RunnerTable(config.runners), metrics, logger, clock,
+      inFlight: new InFlight(), connections: new ConnectionTally(connectionCap(config.limits.maxConnections, logger), config.limits.maxConnectionsPerPrincipal),
+      refusedConnections: new WeakSet(),
+    } as Omit<GatewayState, "core"> as GatewayState;
+    state.core = new DecisionCore(state);
     let sync: BundleSync | null = null;
     if (config.bundle !== null) {
       try {
         // Loaded only when configured, like the uploader and ext_authz below: what a node does not use stays out of memory.
-        const { BundleSync } = await import("./bundle-sync.ts");
+        const { BundleSync } = await import("../node/bundle-sync.ts");
         sync = await BundleSync.start({
           config: config.bundle, clock, logger, metrics,
           activate: (bundle) => {
             state.policy = compileBundle(bundle);
+            policyChanged(state);
           },
           clientCredentials: () => tlsClient,
           logSeq: () => log.lastSeq,
@@ -92,12 +114,14 @@ export class Gateway {
         now: clock,
       });
     }
+    // A bundle's warnings come with its activation.
+    if (config.bundle === null) warnAboutPolicy(state);
 
     // Decision-log upload: like the bundle sync, a background task that must stop before the log closes.
     let uploader: LogUploader | null = null;
     if (config.upload !== null) {
       try {
-        const { LogUploader } = await import("./log-upload.ts");
+        const { LogUploader } = await import("../node/log-upload.ts");
         uploader = await LogUploader.start({
           config: config.upload, retentionMs: config.logRetentionMs, log, clock, logger,
           metrics: registerUploadMetrics(metrics),
@@ -116,7 +140,9 @@ export class Gateway {
     }
 
     const handler = (req: IncomingMessage, res: ServerResponse) => void handleRequest(state, req, res);
-    const timeouts = { requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 30_000 };
+    // The body's own deadline (limits.bodyTimeout) is enforced while it is read, with a 408; Node's requestTimeout
+    // only backs it up for a request whose headers and body together never arrive.
+    const timeouts = { requestTimeout: HEADERS_TIMEOUT_MS + config.limits.bodyTimeoutMs + 1000, headersTimeout: HEADERS_TIMEOUT_MS, keepAliveTimeout: 30_000 };
     // Sidecar mode: the local Envoy terminated mTLS and forwards the caller's identity in XFCC, over plain HTTP on
     // loopback or a Unix socket that nothing but the sidecar can reach.
     const server: HttpsServer | HttpServer = config.identity.source === "xfcc"
@@ -139,9 +165,24 @@ export class Gateway {
       metrics.tlsFailures.inc({ check: "handshake" });
       logger.debug({ code: err.code }, "TLS handshake failed");
     });
+    // Connections beyond limits.maxConnections are closed as they arrive, before any handshake work.
+    server.maxConnections = state.connections.maxTotal;
+    server.on("drop", () => metrics.connectionsRefused.inc({ limit: "total" }));
+    server.on("connection", (socket: Socket) => {
+      state.connections.accepted();
+      socket.once("close", () => state.connections.closed());
+    });
+    const secured = new Set<TLSSocket>();
+    if (config.identity.source === "mtls") {
+      server.on("secureConnection", (socket: TLSSocket) => {
+        secured.add(socket);
+        socket.once("close", () => secured.delete(socket));
+        countConnection(state, socket);
+      });
+    }
 
     const admin = createHttpServer((req, res) => void serveAdmin(state, req, res));
-    const gateway = new Gateway(state, server, admin, stamp, tlsClient);
+    const gateway = new Gateway(state, server, admin, stamp, tlsClient, secured);
     gateway.bundleSync = sync;
     gateway.logUploader = uploader;
     try {
@@ -189,6 +230,7 @@ export class Gateway {
     }
     const next = await loadPolicy(this.state.config.policy);
     this.state.policy = next;
+    policyChanged(this.state);
     this.state.logger.info({ revision: next.revision }, "policy reloaded");
     return next.revision;
   }
@@ -206,6 +248,25 @@ export class Gateway {
     this.#tlsClient.key = credentials.key;
     this.#stamp = stamp;
     this.state.logger.info("TLS credentials and trust bundles reloaded");
+    this.#recheckConnections();
+  }
+
+  /**
+   * After the trust bundles changed: every open connection is verified again under the new ones, and one whose client
+   * certificate no longer verifies is closed — its requests in flight are cut first (a stream gets a final event).
+   */
+  #recheckConnections(): void {
+    const { state } = this;
+    const now = new Date(state.clock());
+    for (const socket of this.#secured) {
+      const before = authenticatePeer(socket, state.bundles, now);
+      if (before.ok) continue;
+      const principal = peerPrincipal(socket);
+      const message = `client certificate no longer accepted after the trust bundles changed: ${before.message}`;
+      const cut = principal === null ? 0 : state.inFlight.cutConnection(principal, socket, message);
+      if (cut > 0) state.logger.warn({ principal, cut }, "requests of a caller the new trust bundles do not verify were ended");
+      else socket.destroy();
+    }
   }
 
   async #reloadCredentialsIfChanged(): Promise<void> {
@@ -231,6 +292,76 @@ export class Gateway {
     })();
     return this.#closing;
   }
+}
+
+/** How long a client may take to send a request's headers. */
+const HEADERS_TIMEOUT_MS = 30_000;
+/** How long a connection over its caller's limit is kept for its 429. */
+const REFUSED_CONNECTION_GRACE_MS = 1000;
+/** Descriptors kept for everything but callers' connections: the log, runner pools, the admin listener, files. */
+const RESERVED_DESCRIPTORS = 64;
+
+/**
+ * The connection limit, lowered (with a warning) to what the process's descriptor limit can hold: when callers'
+ * connections take every descriptor, the log cannot be written and the runner cannot be reached.
+ */
+function connectionCap(configured: number, logger: Logger): number {
+  let soft: number;
+  try {
+    const line = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+    if (line === null) return configured;
+    soft = Number(line[1]);
+  } catch {
+    return configured; // not Linux: the configured limit stands
+  }
+  const cap = Math.max(16, soft - RESERVED_DESCRIPTORS);
+  if (configured <= cap) return configured;
+  logger.warn({ configured, openFilesLimit: soft, cap }, "limits.maxConnections is above what the open-files limit can hold; lowered");
+  return cap;
+}
+
+/**
+ * Counts a new connection against its caller's connection limit once the handshake is done (the verdict is cached
+ * for the connection's requests). A connection over the limit is answered 429 on its first request and closed, or,
+ * while the listener is half full, closed at once.
+ */
+function countConnection(state: GatewayState, socket: TLSSocket): void {
+  const peer = authenticatePeer(socket, state.bundles, new Date(state.clock()));
+  if (!peer.ok) return;
+  principals.set(socket, peer.principal);
+  const verdict = state.connections.open(peer.principal);
+  if (verdict === "ok") {
+    socket.once("close", () => state.connections.release(peer.principal));
+    return;
+  }
+  state.metrics.connectionsRefused.inc({ limit: "principal" });
+  if (verdict === "close") {
+    socket.destroy();
+    return;
+  }
+  state.refusedConnections.add(socket);
+  // Long enough for its first request to be told why; not long enough to hold a descriptor.
+  setTimeout(() => socket.destroy(), REFUSED_CONNECTION_GRACE_MS).unref();
+}
+
+/** The SPIFFE ID the connection was first verified with, whatever it is worth now. */
+function peerPrincipal(socket: TLSSocket): string | null {
+  return principals.get(socket) ?? null;
+}
+
+/** The principal each counted connection was verified as, so that a later refusal can still find its requests. */
+const principals = new WeakMap<TLSSocket, string>();
+
+/** After a new policy took force: the requests in flight of callers it revokes are ended, and its warnings logged. */
+function policyChanged(state: GatewayState): void {
+  const cut = state.inFlight.cutRevoked(state.policy.revocations);
+  if (cut > 0) state.logger.warn({ cut }, "requests of revoked callers were ended");
+  warnAboutPolicy(state);
+}
+
+/** Policies that can never apply to this gateway, and a missing workload namespace, are worth an operator's look. */
+function warnAboutPolicy(state: GatewayState): void {
+  for (const warning of policyWarnings(state.policy.set, state.config.workload)) state.logger.warn({ revision: state.policy.revision }, warning);
 }
 
 function listen(server: HttpServer | HttpsServer, at: { host: string; port: number } | { path: string }): Promise<void> {
@@ -277,8 +408,19 @@ async function serveAdmin(state: GatewayState, req: IncomingMessage, res: Server
       return;
     case "/readyz": {
       const ready = { policyRevision: state.policy.revision, logSeq: state.log.lastSeq };
+      const health = state.log.health;
+      if (!health.writable) {
+        // Every request would be refused with 503 before it is forwarded: not ready, until the log has recovered.
+        const log = {
+          writable: false, since: health.since === null ? null : new Date(health.since).toISOString(), lastError: health.lastError,
+          retries: health.retries, nextRetryAt: health.nextRetryAt === null ? null : new Date(health.nextRetryAt).toISOString(),
+        };
+        res.writeHead(503, { "content-type": "application/json" })
+          .end(JSON.stringify({ status: "unavailable", reason: "the decision log cannot be written; requests are refused until it recovers", ...ready, log }));
+        return;
+      }
       if (state.ladder === null) {
-        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ status: "ready", ...ready }));
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ status: "ready", ...ready, log: { writable: true } }));
         return;
       }
       // A locked node answers nothing but probes, so it is not ready to take traffic.
@@ -289,7 +431,7 @@ async function serveAdmin(state: GatewayState, req: IncomingMessage, res: Server
         lastError: state.ladder.lastError,
       };
       res.writeHead(s.stage === "locked" ? 503 : 200, { "content-type": "application/json" })
-        .end(JSON.stringify({ status: s.stage === "locked" ? "locked" : "ready", ...ready, bundle }));
+        .end(JSON.stringify({ status: s.stage === "locked" ? "locked" : "ready", ...ready, log: { writable: true }, bundle }));
       return;
     }
     default:

@@ -1,4 +1,5 @@
-import type { DecisionLog } from "../audit/index.ts";
+import type { Socket } from "node:net";
+import type { DecisionLog } from "../decision-log/index.ts";
 import type { Budgets } from "../budget/index.ts";
 import type { GatewayConfig } from "../config/index.ts";
 import type { TrustBundleSet, TrustedPeers } from "../identity/index.ts";
@@ -6,6 +7,8 @@ import type { BundleStatus, RevocationList } from "../bundle/index.ts";
 import type { PolicySet } from "../policy/index.ts";
 import type { RunnerTable } from "../runners/index.ts";
 import type { GatewayMetrics, Logger } from "../telemetry/index.ts";
+import type { ConnectionTally, InFlight } from "./capacity.ts";
+import type { DecisionCore } from "./decision-core.ts";
 
 /** The policy in force: from policy files, or from the active signed bundle (with its revocation list). */
 export interface ActivePolicy {
@@ -41,4 +44,12 @@ export interface GatewayState {
   metrics: GatewayMetrics;
   logger: Logger;
   clock: () => number;
+  /** The stages every request goes through, over this state. */
+  core: DecisionCore;
+  /** The requests in flight, by caller: capped, and cut on revocation. */
+  inFlight: InFlight;
+  /** Open connections per caller (mTLS listener). */
+  connections: ConnectionTally;
+  /** Connections over their caller's connection limit: their first request is refused and the connection closed. */
+  refusedConnections: WeakSet<Socket>;
 }

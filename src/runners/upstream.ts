@@ -9,6 +9,10 @@ export interface Upstream {
   /** Path prefix from the runner URL (the URL names the server root, without /v1). */
   readonly basePath: string;
   readonly timeoutMs: number;
+  /** Calls that may be open at once: one per pooled connection, plus those allowed to wait for one. */
+  readonly capacity: number;
+  /** Calls open now (sent, or waiting in the pool's queue). */
+  active: number;
 }
 
 /** Why a runner call failed, mapped by the gateway to 502 (connect, status, protocol) or 504 (timeout). */
@@ -34,7 +38,22 @@ export function createUpstream(config: RunnerConfig): Upstream {
     basePath = url.pathname.replace(/\/+$/, "");
     pool = new Pool(url.origin, common);
   }
-  return { name: config.name, models: config.models, pool, basePath, timeoutMs: config.timeoutMs };
+  return { name: config.name, models: config.models, pool, basePath, timeoutMs: config.timeoutMs, capacity: config.maxConnections + config.maxQueued, active: 0 };
+}
+
+/**
+ * Takes a place for one call to the runner, or returns false when its connections and queue are full: undici's pool
+ * queues without bound, and a caller waiting minutes for a connection is better told to come back. Every place
+ * taken is given back with `releaseSlot`.
+ */
+export function takeSlot(upstream: Upstream): boolean {
+  if (upstream.active >= upstream.capacity) return false;
+  upstream.active++;
+  return true;
+}
+
+export function releaseSlot(upstream: Upstream): void {
+  if (upstream.active > 0) upstream.active--;
 }
 
 /** Model name → upstream; the only routing table the gateway has. */

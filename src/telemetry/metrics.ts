@@ -11,6 +11,12 @@ export interface GatewayMetrics {
   tokens: Counter<"kind">;
   upstreamErrors: Counter<"runner" | "kind">;
   inflight: Gauge;
+  /** Connections closed for a connection limit: "total" (at accept) or "principal" (after the handshake). */
+  connectionsRefused: Counter<"limit">;
+  /** Requests whose client went away before its body was complete. */
+  clientAborts: Counter;
+  /** Requests in flight ended from outside (revocation, trust bundle change). */
+  requestsCut: Counter<"reason">;
   /** Signed policy bundles: activations and refusals, by source and result (a BundleError check when refused). */
   bundleUpdates: Counter<"source" | "result">;
 }
@@ -58,6 +64,16 @@ export function registerBundleGauges(metrics: GatewayMetrics, source: BundleGaug
   });
 }
 
+/** 1 while the decision log takes appends, 0 while a failed write keeps it refusing them (read at scrape time). */
+export function registerDecisionLogGauge(metrics: GatewayMetrics, writable: () => boolean): void {
+  new Gauge({
+    name: "edgeward_decision_log_writable", help: "1 while the decision log accepts appends; 0 after a failed write or fsync, until it has recovered.", registers: [metrics.registry],
+    collect() {
+      this.set(writable() ? 1 : 0);
+    },
+  });
+}
+
 /** The decision-log upload's metrics (registered only when the gateway uploads its log). */
 export interface UploadMetrics {
   /** The last record the control plane acknowledged and the node checked against its own. */
@@ -74,7 +90,7 @@ export function registerUploadMetrics(metrics: GatewayMetrics): UploadMetrics {
     ackedSeq: new Gauge({ name: "edgeward_upload_acked_seq", help: "Seq of the last decision-log record the control plane acknowledged (and the node checked).", registers: r }),
     failures: new Counter({
       name: "edgeward_upload_failures_total",
-      help: "Decision-log upload failures, by reason (unreachable, tls, status, gap, fork, chain, tampered, refused, ack-mismatch, head-mismatch, log, cursor, prune).",
+      help: "Decision-log upload failures, by reason (unreachable, tls, status, gap, fork, chain, tampered, foreign-chain, refused, ack-mismatch, head-mismatch, log, cursor, prune).",
       labelNames: ["reason"], registers: r,
     }),
     batches: new Counter({ name: "edgeward_upload_batches_total", help: "Decision-log batches the control plane acknowledged.", registers: r }),
@@ -90,7 +106,7 @@ export function createGatewayMetrics(): GatewayMetrics {
     registry,
     requests: new Counter({ name: "edgeward_requests_total", help: "Requests answered, by route and HTTP status.", labelNames: ["route", "code"], registers: r }),
     decisions: new Counter({ name: "edgeward_decisions_total", help: "Authorization decisions recorded.", labelNames: ["decision"], registers: r }),
-    denials: new Counter({ name: "edgeward_denials_total", help: "Requests refused, by reason (identity, revoked, locked, policy, budget, limit, log).", labelNames: ["reason"], registers: r }),
+    denials: new Counter({ name: "edgeward_denials_total", help: "Requests refused, by reason (identity, revoked, locked, parse, policy, limit, budget, capacity, route, log).", labelNames: ["reason"], registers: r }),
     tlsFailures: new Counter({ name: "edgeward_tls_failures_total", help: "Client connections whose certificate was missing or rejected, by failed check.", labelNames: ["check"], registers: r }),
     duration: new Histogram({
       name: "edgeward_request_duration_seconds", help: "Time from request start to the end of the response.", labelNames: ["route"],
@@ -99,6 +115,9 @@ export function createGatewayMetrics(): GatewayMetrics {
     tokens: new Counter({ name: "edgeward_tokens_total", help: "Tokens relayed, by kind (prompt, completion).", labelNames: ["kind"], registers: r }),
     upstreamErrors: new Counter({ name: "edgeward_upstream_errors_total", help: "Runner failures, by runner and kind (connect, timeout, status).", labelNames: ["runner", "kind"], registers: r }),
     inflight: new Gauge({ name: "edgeward_inflight_requests", help: "Requests being handled.", registers: r }),
+    connectionsRefused: new Counter({ name: "edgeward_connections_refused_total", help: "Connections closed for a connection limit: total (limits.maxConnections) or principal (limits.maxConnectionsPerPrincipal).", labelNames: ["limit"], registers: r }),
+    clientAborts: new Counter({ name: "edgeward_client_aborts_total", help: "Requests whose client closed the connection before its body was complete.", registers: r }),
+    requestsCut: new Counter({ name: "edgeward_requests_cut_total", help: "Requests in flight ended by the gateway, by reason (revoked, untrusted).", labelNames: ["reason"], registers: r }),
     bundleUpdates: new Counter({ name: "edgeward_bundle_updates_total", help: "Policy bundles offered, by source (store, file, url) and result (activated, unchanged, or the failed check).", labelNames: ["source", "result"], registers: r }),
   };
 }

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { spawnChild } from "../support/processes.ts";
 
 const RUN = fileURLToPath(new URL("../../bench/run.ts", import.meta.url));
 const TARGETS = ["direct", "minimal-proxy-plain", "minimal-proxy-mtls", "edgeward", "edgeward-tmpfs-log"];
@@ -12,11 +12,11 @@ const SCENARIOS = ["chat-closed-loop", "chat-open-loop", "stream-5", "slow-strea
 
 function runBench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [RUN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawnChild(process.execPath, [RUN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
+    child.stdout!.on("data", (d) => (stdout += d));
+    child.stderr!.on("data", (d) => (stderr += d));
     child.on("close", (code) => resolve({ code, stdout, stderr }));
   });
 }

@@ -5,6 +5,13 @@ import { BudgetError, Budgets, budgetKey } from "../../src/budget/index.ts";
 
 const T0 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
+/** Charges tokens used beyond any reservation (what settling with nothing reserved does), and says what is left. */
+function charge(b: Budgets, key: string, tokens: number, limits: { tokensPerMinute?: number }, now: number): { remaining: number; exhausted: boolean } {
+  b.settle(key, limits, now, 0, tokens);
+  const remaining = b.remainingTokens(key, limits, now);
+  return { remaining, exhausted: remaining < 1 - 1e-9 };
+}
+
 describe("requests per minute", () => {
   test("rpm 3: three admitted, the fourth refused for 20 s, admitted again after 20 s", () => {
     const b = new Budgets();
@@ -39,7 +46,8 @@ describe("requests per minute", () => {
     // An hour idle still allows only one minute's worth in a burst.
     const later = T0 + 3_600_000;
     let admitted = 0;
-    while (b.admit("k", limits, later).ok) admitted++;
+    // Bounded: a bucket that never empties fails the count below rather than spinning.
+    while (admitted <= 1000 && b.admit("k", limits, later).ok) admitted++;
     assert.equal(admitted, 60);
     assert.equal(b.admit("k", limits, later + 1_000).ok, true);
     assert.equal(b.admit("k", limits, later + 1_000).ok, false);
@@ -59,7 +67,7 @@ describe("requests per minute", () => {
     for (let i = 0; i < 1000; i++) assert.deepEqual(b.admit("free", {}, T0), { ok: true });
     assert.equal(b.size, 0);
     assert.equal(b.remainingTokens("free", {}, T0), Infinity);
-    assert.deepEqual(b.consumeTokens("free", 1e9, {}, T0), { remaining: Infinity, exhausted: false });
+    assert.deepEqual(charge(b, "free", 1e9, {}, T0), { remaining: Infinity, exhausted: false });
   });
 
   test("a clock that steps back refills nothing and does not break the bucket", () => {
@@ -78,10 +86,10 @@ describe("tokens per minute", () => {
     const limits = { tokensPerMinute: 1000 };
     assert.equal(b.remainingTokens("k", limits, T0), 1000);
     assert.deepEqual(b.admit("k", limits, T0), { ok: true });
-    assert.deepEqual(b.consumeTokens("k", 600, limits, T0), { remaining: 400, exhausted: false });
+    assert.deepEqual(charge(b, "k", 600, limits, T0), { remaining: 400, exhausted: false });
     assert.deepEqual(b.admit("k", limits, T0), { ok: true }, "400 left: admitted");
-    assert.deepEqual(b.consumeTokens("k", 400, limits, T0), { remaining: 0, exhausted: true });
-    assert.deepEqual(b.consumeTokens("k", 200, limits, T0), { remaining: -200, exhausted: true });
+    assert.deepEqual(charge(b, "k", 400, limits, T0), { remaining: 0, exhausted: true });
+    assert.deepEqual(charge(b, "k", 200, limits, T0), { remaining: -200, exhausted: true });
     // 201 tokens short of one: 201 * 60 / 1000 = 12.06 s.
     assert.deepEqual(b.admit("k", limits, T0), { ok: false, limit: "tokensPerMinute", retryAfterSeconds: 13 });
     assert.equal(b.remainingTokens("k", limits, T0 + 12_000), 0);
@@ -89,7 +97,7 @@ describe("tokens per minute", () => {
     assert.deepEqual(b.admit("k", limits, T0 + 12_060), { ok: true });
   });
 
-  test("admit takes no tokens; only consumeTokens does", () => {
+  test("admit reserves no tokens unless asked to", () => {
     const b = new Budgets();
     const limits = { tokensPerMinute: 10 };
     for (let i = 0; i < 50; i++) assert.equal(b.admit("k", limits, T0).ok, true);
@@ -100,11 +108,11 @@ describe("tokens per minute", () => {
     const b = new Budgets();
     const limits = { requestsPerMinute: 6, tokensPerMinute: 60 };
     for (let i = 0; i < 6; i++) assert.equal(b.admit("k", limits, T0).ok, true);
-    b.consumeTokens("k", 120, limits, T0); // 61 tokens short at 1 token/s
+    charge(b, "k", 120, limits, T0); // 61 tokens short at 1 token/s
     assert.deepEqual(b.admit("k", limits, T0), { ok: false, limit: "tokensPerMinute", retryAfterSeconds: 61 });
     const c = new Budgets();
     for (let i = 0; i < 6; i++) c.admit("k", limits, T0);
-    c.consumeTokens("k", 61, limits, T0); // 2 tokens short: 2 s; the request bucket needs 10 s
+    charge(c, "k", 61, limits, T0); // 2 tokens short: 2 s; the request bucket needs 10 s
     assert.deepEqual(c.admit("k", limits, T0), { ok: false, limit: "requestsPerMinute", retryAfterSeconds: 10 });
   });
 });
@@ -170,7 +178,7 @@ describe("hostile input", () => {
   test("rejects bad token counts, times and options", () => {
     const b = new Budgets();
     for (const tokens of [-1, Number.NaN, Infinity]) {
-      assert.throws(() => b.consumeTokens("k", tokens, { tokensPerMinute: 10 }, T0), /budget: token count must be a non-negative finite number/);
+      assert.throws(() => b.settle("k", { tokensPerMinute: 10 }, T0, 0, tokens), /budget: used token count must be a non-negative finite number/);
     }
     assert.throws(() => b.admit("k", { requestsPerMinute: 1 }, Number.NaN), /budget: nowMs must be a finite number/);
     assert.throws(() => new Budgets({ maxKeys: 0 }), /budget: maxKeys must be a positive integer/);
@@ -240,7 +248,7 @@ describe("properties", () => {
           for (const { gap, tokens } of steps) {
             now += gap;
             expected = Math.min(tpm, expected + (gap * tpm) / 60_000) - tokens;
-            const { remaining, exhausted } = b.consumeTokens("k", tokens, limits, now);
+            const { remaining, exhausted } = charge(b, "k", tokens, limits, now);
             assert.ok(Math.abs(remaining - expected) < 1e-6 * Math.max(1, Math.abs(expected)));
             assert.equal(exhausted, remaining < 1 - 1e-9);
           }
@@ -251,12 +259,62 @@ describe("properties", () => {
   });
 });
 
-test("less than one whole token left is exhausted: streams stop and new requests wait for a whole token", () => {
+test("less than one whole token left: new requests wait for a whole token", () => {
   const b = new Budgets();
   const limits = { tokensPerMinute: 10 };
-  assert.deepEqual(b.consumeTokens("k", 9, limits, 0), { remaining: 1, exhausted: false });
-  assert.deepEqual(b.consumeTokens("k", 0.5, limits, 0), { remaining: 0.5, exhausted: true });
+  assert.deepEqual(charge(b, "k", 9, limits, 0), { remaining: 1, exhausted: false });
+  assert.deepEqual(charge(b, "k", 0.5, limits, 0), { remaining: 0.5, exhausted: true });
   // 0.5 token missing at 10/60 per second: 3 s.
   assert.deepEqual(b.admit("k", limits, 0), { ok: false, limit: "tokensPerMinute", retryAfterSeconds: 3 });
   assert.deepEqual(b.admit("k", limits, 3000), { ok: true });
+});
+
+describe("reservations", () => {
+  const limits = { tokensPerMinute: 1000 };
+
+  test("a request is admitted only when its whole reservation fits; concurrent reservations never exceed the budget", () => {
+    const b = new Budgets();
+    let admitted = 0;
+    for (let i = 0; i < 200; i++) if (b.admit("k", limits, T0, 65).ok) admitted++;
+    assert.equal(admitted, 15);
+    const refused = b.admit("k", limits, T0, 65);
+    assert.equal(refused.ok, false);
+    // 25 tokens left; 40 more come back at 1000/min in 2.4 s.
+    assert.deepEqual(refused, { ok: false, limit: "tokensPerMinute", retryAfterSeconds: 3 });
+  });
+
+  test("settling gives back what was not used, never above the capacity, and charges what went beyond", () => {
+    const b = new Budgets();
+    assert.equal(b.admit("k", limits, T0, 600).ok, true);
+    b.settle("k", limits, T0, 600, 100);
+    assert.equal(b.remainingTokens("k", limits, T0), 900);
+    b.settle("k", limits, T0, 600, 0); // a stray settle cannot lift the bucket over its capacity
+    assert.equal(b.remainingTokens("k", limits, T0), 1000);
+    assert.equal(b.admit("k", limits, T0, 100).ok, true);
+    b.settle("k", limits, T0, 100, 300); // the runner used more than reserved: the debt is paid off by refill
+    assert.equal(b.remainingTokens("k", limits, T0), 700);
+  });
+
+  test("property: whatever the order of admissions and settlements, what is held never exceeds the budget", () => {
+    fc.assert(fc.property(fc.array(fc.tuple(fc.integer({ min: 1, max: 400 }), fc.integer({ min: 0, max: 400 }), fc.boolean()), { maxLength: 60 }), (ops) => {
+      const b = new Budgets();
+      const held: [number, number][] = [];
+      for (const [reserve, use, settleOne] of ops) {
+        if (b.admit("k", limits, T0, reserve).ok) held.push([reserve, Math.min(use, reserve)]);
+        if (settleOne && held.length > 0) {
+          const [r, u] = held.shift()!;
+          b.settle("k", limits, T0, r, u);
+        }
+        const outstanding = held.reduce((sum, [r]) => sum + r, 0);
+        assert.ok(outstanding <= 1000, `${outstanding} reserved at once`);
+      }
+    }));
+  });
+
+  test("bad counts are refused", () => {
+    const b = new Budgets();
+    assert.throws(() => b.admit("k", limits, T0, -1), BudgetError);
+    assert.throws(() => b.admit("k", limits, T0, Number.NaN), BudgetError);
+    assert.throws(() => b.settle("k", limits, T0, 10, -1), BudgetError);
+  });
 });

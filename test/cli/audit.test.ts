@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { BIN, runCli } from "../support/processes.ts";
+import { runCli } from "../support/processes.ts";
 
 const FIXTURES = fileURLToPath(new URL("../k8s/audit/fixtures/", import.meta.url));
 const REFERENCE = "reference.yaml";
@@ -13,15 +12,7 @@ const CLEAN = "clean.yaml";
 
 /** `edgeward ARGS…` with `input` on standard input. */
 function runWithStdin(args: string[], input: string, cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    child.stdin.end(input);
-  });
+  return runCli(args, { cwd, stdin: input });
 }
 
 describe("edgeward audit", () => {

@@ -7,6 +7,7 @@ import { stringify } from "yaml";
 import { FakeRunner } from "../support/fake-runner.ts";
 import { call, createPki, mtlsAgent } from "../support/gateway-fixture.ts";
 import { runCli, startCli } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 
 const policy = (model: string) => `apiVersion: edgeward.dev/v1alpha1
 kind: AuthorizationPolicy
@@ -48,11 +49,7 @@ test("the release path end to end: keygen, build, serve from the bundle, SIGHUP 
       writeFileSync(join(dir, "policies", "chat.yaml"), policy("small"));
       assert.equal((await cli("bundle", "build", "policies", "--revision", "2", "--valid-for", "24h", "--key", "release.key", "--out", "edge.tar.gz")).code, 0);
       gw.child.kill("SIGHUP");
-      const deadline = Date.now() + 10_000;
-      while ((await call(alice, url, { body: chat("small") })).status !== 200) {
-        assert.ok(Date.now() < deadline, "revision 2 was not activated after SIGHUP");
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await waitFor("revision 2 to be activated after SIGHUP", async () => (await call(alice, url, { body: chat("small") })).status === 200, 20_000, 50);
       assert.equal((await call(alice, url, { body: chat("mistral-7b-instruct") })).status, 403);
     } finally {
       await alice.close();

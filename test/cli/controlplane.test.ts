@@ -7,6 +7,7 @@ import { stringify } from "yaml";
 import { makeBundle, makeKey } from "../support/bundle-factory.ts";
 import { call, createPki, mtlsAgent } from "../support/gateway-fixture.ts";
 import { runCli, startCli } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 
 const TOKEN = "fedcba9876543210fedcba9876543210";
 const READY = /^edgeward controlplane listening on https:\/\/127\.0\.0\.1:(\d+)$/;
@@ -80,11 +81,15 @@ describe("edgeward controlplane", () => {
       const pushed = await call(anonymous, `${base}/v1/bundles?group=edge`, { method: "POST", body: archive, headers: { "content-type": "application/gzip", authorization: `Bearer ${TOKEN}` } });
       assert.equal(pushed.status, 201);
       const etag = `"${pushed.json().etag}"`;
-      const held = call(kiosk, `${base}/v1/bundle`, { headers: { "if-none-match": etag, prefer: "wait=120" } });
-      await new Promise((r) => setTimeout(r, 300));
-      const stoppedAt = Date.now();
-      assert.equal(await cp.stop("SIGTERM"), 0);
-      assert.ok(Date.now() - stoppedAt < 5000, "the long-poll did not hold the shutdown");
+      // The claim in the held request's headers shows when the control plane has it in hand.
+      const held = call(kiosk, `${base}/v1/bundle`, { headers: { "if-none-match": etag, prefer: "wait=120", "x-edgeward-stage": "grace" } });
+      await waitFor("the long-poll to reach the control plane", async () => {
+        const nodes = (await call(anonymous, `${base}/v1/nodes`, { headers: { authorization: `Bearer ${TOKEN}` } })).json();
+        return nodes.some((n: { claimed?: { stage?: string } }) => n.claimed?.stage === "grace");
+      });
+      // A shutdown that waited for the long-poll would take its 120 s; stop() fails past 60 s, so well within it
+      // (generous on purpose: a loaded machine may take seconds to stop, never a minute).
+      assert.equal(await cp.stop("SIGTERM", 60_000), 0);
       const answer = await held;
       assert.equal(answer.status, 304);
       assert.equal(answer.headers["preference-applied"], "wait=120");

@@ -16,7 +16,7 @@ test("edgeward demo prints curl calls that succeed and are denied as stated, and
     const curls = demo.stdout().split("\n").filter((l) => l.startsWith("  curl ")).map((l) => l.trim());
     assert.equal(curls.length, 4);
     const run = async (cmd: string) => {
-      const { stdout } = await exec("sh", ["-c", `${cmd} -s -w '\\n%{http_code}'`], { cwd });
+      const { stdout } = await exec("sh", ["-c", `${cmd} -s -w '\\n%{http_code}'`], { cwd, timeout: 30_000 });
       const at = stdout.lastIndexOf("\n");
       return { status: Number(stdout.slice(at + 1)), body: stdout.slice(0, at) };
     };

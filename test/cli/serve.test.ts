@@ -11,6 +11,7 @@ import { stringify } from "yaml";
 import { FakeRunner } from "../support/fake-runner.ts";
 import { call, createPki, mtlsAgent } from "../support/gateway-fixture.ts";
 import { runCli, startCli } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 
 const POLICY = fileURLToPath(new URL("../gateway/fixtures/policy.yaml", import.meta.url));
 
@@ -73,23 +74,15 @@ describe("edgeward serve start-up and reload", () => {
     const alice = mtlsAgent(join(dir, "ca", "ca.pem"), join(dir, "alice"));
     const url = `https://127.0.0.1:${gw.match[1]}/v1/chat/completions`;
     const body = { model: "mistral-7b-instruct", messages: [{ role: "user", content: "hi" }] };
-    const until = async (status: number) => {
-      for (let i = 0; i < 100; i++) {
-        if ((await call(alice, url, { body })).status === status) return true;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      return false;
-    };
     try {
       assert.equal((await call(alice, url, { body })).status, 403);
       copyFileSync(POLICY, join(dir, "live.yaml"));
       gw.child.kill("SIGHUP");
-      assert.ok(await until(200), "the new policy was not activated");
+      await waitFor("the new policy to be activated", async () => (await call(alice, url, { body })).status === 200);
       writeFileSync(join(dir, "live.yaml"), "kind: [broken\n");
       gw.child.kill("SIGHUP");
-      await new Promise((r) => setTimeout(r, 300));
+      await waitFor("the broken policy to be refused", () => /policy reload refused/.test(gw.stderr()));
       assert.equal((await call(alice, url, { body })).status, 200, "the previous policy stays in force");
-      assert.match(gw.stderr(), /policy reload refused/);
     } finally {
       await alice.close();
       assert.equal(await gw.stop("SIGTERM"), 0);
@@ -111,18 +104,15 @@ describe("edgeward serve start-up and reload", () => {
     try {
       const first = await serial();
       await issueSvid({ dir: join(dir, "ca"), spiffeId: "spiffe://example.org/ns/edge/sa/gateway", out: rot, dns: ["localhost"] });
-      let second = first;
-      for (let i = 0; i < 50 && second === first; i++) {
-        await new Promise((r) => setTimeout(r, 50));
-        second = await serial();
-      }
-      assert.notEqual(second, first, "the timer did not pick up the rotated certificate");
+      const second = await waitFor("the timer to pick up the rotated certificate", async () => {
+        const now = await serial();
+        return now === first ? null : now;
+      });
       // A half-written rotation (garbage) is refused; the credentials in force stay.
       writeFileSync(rot + ".pem", "-----BEGIN CERTIFICATE-----\ngarbage\n");
       gw.child.kill("SIGHUP");
-      await new Promise((r) => setTimeout(r, 300));
+      await waitFor("the garbage certificate to be refused", () => /credential reload refused/.test(gw.stderr()));
       assert.equal(await serial(), second);
-      assert.match(gw.stderr(), /credential reload refused/);
     } finally {
       assert.equal(await gw.stop("SIGTERM"), 0);
     }

@@ -14,6 +14,7 @@ import { createLogger } from "../../src/telemetry/index.ts";
 import { makeBundle, makeKey } from "../support/bundle-factory.ts";
 import { FakeRunner } from "../support/fake-runner.ts";
 import { createPki } from "../support/gateway-fixture.ts";
+import { waitFor } from "../support/wait.ts";
 
 /**
  * A stand-in for the control plane's bundle endpoint (the control plane is another component): ETag and
@@ -68,15 +69,12 @@ class BundleServer {
   }
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+/** Waits until `probe` returns something other than undefined, and returns it. */
+const until = <T>(what: string, probe: () => Promise<T | undefined>): Promise<T> =>
+  waitFor(what, async () => {
     const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+    return value === undefined ? undefined : { value };
+  }).then((found) => found.value);
 
 test("bundles from the control plane: ETag 304, long-poll wake-up, tampered bundles refused, the good one persisted", async () => {
   const dir = mkdtempSync(join(tmpdir(), "edgeward-fetch-"));

@@ -13,6 +13,7 @@ import { createLogger } from "../../src/telemetry/index.ts";
 import { makeBundle, makeKey, type TestKey } from "../support/bundle-factory.ts";
 import { FakeRunner } from "../support/fake-runner.ts";
 import { call, mtlsAgent } from "../support/gateway-fixture.ts";
+import { waitFor } from "../support/wait.ts";
 
 const HOUR_MS = 3_600_000;
 const TD = "example.org";
@@ -235,6 +236,34 @@ describe("offline operation: signed bundles, the degradation ladder, revocation 
       await writeBundle(5, { nowMs: now });
       await gateway.reloadPolicy();
       assert.equal((await readyz(admin)).body.bundle.stage, "fresh");
+    } finally {
+      await gateway.close();
+    }
+  });
+
+  it("a stream in flight when its caller is revoked is cut: a final error event, the runner cancelled, the cut recorded", async () => {
+    await writeBundle(6, { nowMs: now });
+    const { gateway, url } = await start();
+    try {
+      const res = await request(`${url}/v1/chat/completions`, {
+        dispatcher: bob, method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ ...chat("mistral-7b-instruct"), stream: true, max_tokens: 500, x_test_delay_ms: 20 }),
+      });
+      const id = String(res.headers["x-request-id"]);
+      const reader = (res.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+      let text = String((await reader.next()).value);
+      const revokedAt = new Date(now).toISOString().replace(/\.\d{3}Z$/, "Z");
+      await writeBundle(7, { nowMs: now, revocations: { spiffeIds: [{ id: `spiffe://${TD}/ns/apps/sa/bob`, revokedAt }], serials: [] } });
+      await gateway.reloadPolicy();
+      for (let next = await reader.next(); !next.done; next = await reader.next()) text += String(next.value);
+      const events = text.split("\n\n").filter(Boolean);
+      assert.equal(events.at(-1), "data: [DONE]");
+      assert.equal(JSON.parse(events.at(-2)!.slice(6)).error.code, "revoked_identity");
+      assert.ok(events.length < 100, "the stream ended long before its 500 tokens");
+      await waitFor("the runner's generation to be cancelled", () => fake.aborted.includes(id));
+      assert.deepEqual([lastRecord().requestId, lastRecord().decision, lastRecord().status], [id, "DENY", 401]);
+      // Other callers' work is not touched.
+      assert.equal((await call(alice, `${url}/v1/chat/completions`, { body: chat("mistral-7b-instruct") })).status, 200);
     } finally {
       await gateway.close();
     }

@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Client, credentials, Metadata, status as GrpcStatus } from "@grpc/grpc-js";
-import { verifyLogFile } from "../../src/audit/index.ts";
-import type { DecisionLog } from "../../src/audit/index.ts";
+import { verifyLogFile } from "../../src/decision-log/index.ts";
+import type { DecisionLog } from "../../src/decision-log/index.ts";
+import { bindGrpc, createGrpcServer } from "../../src/gateway/ext-authz/grpc-server.ts";
 import { CHAT, POLICY, authProtos, chat, id, startAuthz, xfcc, type AuthzFixture } from "../support/authz-fixture.ts";
+import { waitFor } from "../support/wait.ts";
 
 const CHECK = "/envoy.service.auth.v3.Authorization/Check";
 const { CheckRequest, CheckResponse } = authProtos();
@@ -63,6 +65,7 @@ function fields(bytes: Buffer): Map<number, (Buffer | number)[]> {
     let n = 0;
     let mul = 1;
     for (;;) {
+      if (i >= bytes.length) throw new Error("truncated varint");
       const b = bytes[i++]!;
       n += (b & 0x7f) * mul;
       if (b < 0x80) return n;
@@ -409,18 +412,18 @@ describe("ext_authz gRPC: internal errors are denials, never gRPC errors", () =>
     }
   });
 
-  test("an exception inside the check: denied_response 503 internal_error, and the denial is recorded", async () => {
+  test("an exception inside the check: denied_response 500 internal_error, and the denial is recorded", async () => {
     const f = await startAuthz();
     const client = new Client(`127.0.0.1:${f.server.grpcAddress!.port}`, credentials.createInsecure());
     try {
       f.state.policy = { ...f.state.policy, set: null as never };
       const a = await checkBytes(client, encode({ principal: id("alice") }));
       assert.equal(a.response.status?.code, 7);
-      assert.equal(a.httpStatus, 503);
+      assert.equal(a.httpStatus, 500);
       assert.equal(a.error.code, "internal_error");
       assert.match(await f.state.metrics.registry.metrics(), /edgeward_authz_checks_total\{transport="grpc",decision="error"\} 1/);
       const [record] = f.records();
-      assert.deepEqual([record!.decision, record!.status, record!.principal], ["DENY", 503, id("alice")]);
+      assert.deepEqual([record!.decision, record!.status, record!.principal], ["DENY", 500, id("alice")]);
     } finally {
       client.close();
       await f.close();
@@ -429,20 +432,44 @@ describe("ext_authz gRPC: internal errors are denials, never gRPC errors", () =>
 
   test("a check that cannot be decided before the deadline is denied before it, not left to time out", async () => {
     const f = await startAuthz();
-    const client = new Client(`127.0.0.1:${f.server.grpcAddress!.port}`, credentials.createInsecure());
+    // The service under a timer the test fires itself: no real waiting, and nothing that a slow machine can miss.
+    const scheduled: { deny: () => void; delayMs: number; cancelled: boolean }[] = [];
+    const server = createGrpcServer(f.server.authorizer, {
+      principalFrom: "source", logger: f.state.logger,
+      atDeadline: (deny, delayMs) => {
+        const entry = { deny, delayMs, cancelled: false };
+        scheduled.push(entry);
+        return () => (entry.cancelled = true);
+      },
+    }, 4 * 1024 * 1024);
+    const port = await bindGrpc(server, { host: "127.0.0.1", port: 0 });
+    const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
     const log = f.state.log;
     try {
-      // A decision log whose fsync never completes.
+      // A decided check cancels its deny.
+      assert.equal((await checkBytes(client, encode({ principal: id("alice") }))).allowed, true);
+      assert.equal(scheduled.length, 1);
+      assert.equal(scheduled[0]!.cancelled, true);
+
+      // A decision log whose fsync never completes: the check cannot be decided.
       f.state.log = { refusal: null, append: () => new Promise(() => undefined) } as unknown as DecisionLog;
-      const started = Date.now();
-      const a = await checkBytes(client, encode({ principal: id("alice") }), 1500);
-      assert.ok(Date.now() - started < 1500, "answered within the deadline");
+      const DEADLINE_MS = 60_000;
+      const pending = checkBytes(client, encode({ principal: id("alice") }), DEADLINE_MS);
+      await waitFor("the check to arm its deny", () => scheduled.length === 2);
+      const { deny, delayMs, cancelled } = scheduled[1]!;
+      // Due at the margin before the deadline (an eighth of the budget, 5 to 25 ms: here 25 ms), less the time the call
+      // took to arrive, which is allowed, generously, up to half the budget.
+      assert.ok(delayMs <= DEADLINE_MS - 25 && delayMs > DEADLINE_MS / 2, `deny due after ${delayMs} ms of a ${DEADLINE_MS} ms deadline`);
+      assert.equal(cancelled, false);
+      deny();
+      const a = await pending;
       assert.equal(a.allowed, false);
       assert.equal(a.httpStatus, 503);
       assert.match(a.error.message, /before the proxy's deadline/);
     } finally {
       f.state.log = log;
       client.close();
+      server.forceShutdown();
       await f.close();
     }
   });

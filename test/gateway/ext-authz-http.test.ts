@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { request } from "undici";
+import { RevocationList } from "../../src/bundle/index.ts";
 import { CHAT, chat, id, startAuthz, xfcc, type AuthzFixture } from "../support/authz-fixture.ts";
 
 const PREFIX = "/ext-authz";
@@ -183,6 +184,26 @@ test("ext_authz HTTP: the authorizer's own failures are a 403, never a 5xx (Envo
     const crashed = await check(base, { path: CHAT });
     assert.equal(crashed.status, 403);
     assert.equal(crashed.error.code, "internal_error");
+  } finally {
+    await f.close();
+  }
+});
+
+test("ext_authz HTTP: a revoked caller is refused (401 revoked_identity) and recorded, like on the gateway's own listener", async () => {
+  const f = await startAuthz({ pathPrefix: "" });
+  const base = `http://127.0.0.1:${f.server.httpAddress!.port}`;
+  try {
+    assert.equal((await check(base, { path: CHAT })).status, 200);
+    const revocations = RevocationList.parse(JSON.stringify({ spiffeIds: [{ id: id("alice"), revokedAt: "2026-11-30T10:00:00Z" }], serials: [] }));
+    f.state.policy = { ...f.state.policy, revocations };
+    const refused = await check(base, { path: CHAT });
+    assert.equal(refused.status, 401);
+    assert.equal(refused.error.code, "revoked_identity");
+    assert.match(refused.error.message, /revoked at 2026-11-30T10:00:00Z/);
+    const last = f.records().at(-1)!;
+    assert.deepEqual([last.decision, last.status, last.principal], ["DENY", 401, id("alice")]);
+    // Another caller is not affected.
+    assert.equal((await check(base, { path: CHAT, xfcc: xfcc(id("bob")), body: chat({ model: "gpt-stream" }) })).status, 200);
   } finally {
     await f.close();
   }

@@ -13,6 +13,7 @@ import { DEFECTS, writeDefectiveSvid } from "../support/svid-factory.ts";
 import { FakeRunner } from "../support/fake-runner.ts";
 import { TD, call, createPki, mtlsAgent } from "../support/gateway-fixture.ts";
 import { runCli, startCli, type Started } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 
 const exec = promisify(execFile);
 const POLICY = fileURLToPath(new URL("./fixtures/policy.yaml", import.meta.url));
@@ -205,30 +206,42 @@ describe("edgeward serve (real process, real mTLS)", () => {
     await reader.next();
     ac.abort();
     await reader.return?.().catch(() => undefined);
-    const deadline = Date.now() + 5000;
-    while (!fake.aborted.includes(id) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-    assert.ok(fake.aborted.includes(id), "the runner's request was not cancelled");
+    await waitFor("the runner's request to be cancelled", () => fake.aborted.includes(id));
   });
 
-  test("a stream that exhausts the token budget ends cleanly and cancels the runner", async () => {
+  test("a request reserves prompt + max_tokens from the token budget: one that can never fit is a 400, one that sets no bound is given what fits", async () => {
+    // 10 tokens per minute, maxTokens 100: 1 (prompt estimate) + 100 can never be admitted.
+    const never = await call(as("dave"), `${base}/v1/chat/completions`, { body: { ...CHAT, model: "gpt-stream", stream: true, max_tokens: 100 } });
+    assert.equal(never.status, 400);
+    assert.equal(never.json().error.code, "reservation_exceeds_budget");
+    // Without a bound the request is given the largest answer the budget can hold: 10 - 1 = 9 tokens.
     const res = await request(`${base}/v1/chat/completions`, {
       dispatcher: as("dave"), method: "POST", headers: { "content-type": "application/json" },
-      body: JSON.stringify({ ...CHAT, model: "gpt-stream", stream: true, max_tokens: 100, x_test_delay_ms: 5 }),
+      body: JSON.stringify({ ...CHAT, model: "gpt-stream", stream: true }),
+    });
+    const events = (await res.body.text()).split("\n\n").filter(Boolean);
+    assert.equal(fake.bodies.at(-1)!.max_tokens, 9);
+    assert.equal(events.at(-1), "data: [DONE]");
+    assert.equal(events.length - 1, 9);
+    // The runner reported 5 prompt tokens + 9: more than reserved, so the budget is in debt and the next request waits.
+    const next = await call(as("dave"), `${base}/v1/chat/completions`, { body: { ...CHAT, max_tokens: 5 } });
+    assert.equal(next.status, 429);
+    assert.ok(Number(next.headers["retry-after"]) >= 1);
+  });
+
+  test("a runner that sends more than the request reserved is stopped there: the stream ends cleanly and the runner is cancelled", async () => {
+    const res = await request(`${base}/v1/chat/completions`, {
+      dispatcher: as("alice"), method: "POST", headers: { "content-type": "application/json" },
+      // The stand-in ignores max_tokens and sends x_test_chunks chunks.
+      body: JSON.stringify({ ...CHAT, model: "gpt-stream", stream: true, max_tokens: 7, x_test_chunks: 100, x_test_delay_ms: 5 }),
     });
     const id = String(res.headers["x-request-id"]);
     const events = (await res.body.text()).split("\n\n").filter(Boolean);
     assert.equal(events.at(-1), "data: [DONE]");
     const last = JSON.parse(events.at(-2)!.slice(6));
     assert.equal(last.error.code, "token_budget_exhausted");
-    // 10 tokens per minute, 1 spent on the prompt estimate: 9 content chunks pass.
-    assert.equal(events.length - 2, 9);
-    const deadline = Date.now() + 5000;
-    while (!fake.aborted.includes(id) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-    assert.ok(fake.aborted.includes(id));
-    // The budget is spent: the next request is refused with Retry-After.
-    const next = await call(as("dave"), `${base}/v1/chat/completions`, { body: { ...CHAT, max_tokens: 5 } });
-    assert.equal(next.status, 429);
-    assert.ok(Number(next.headers["retry-after"]) >= 1);
+    assert.equal(events.length - 2, 7);
+    await waitFor("the runner's request to be cancelled", () => fake.aborted.includes(id));
   });
 
   test("requestsPerMinute: the third request in a minute gets 429 with Retry-After", async () => {
@@ -287,12 +300,12 @@ describe("edgeward serve (real process, real mTLS)", () => {
       const { stdout } = await exec("curl", [
         "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cert", join(dir, "alice.pem"), "--key", join(dir, "alice.key"), "--cacert", caPem,
         "-H", "content-type: application/json", ...extra, "--data-binary", `@${big}`, `https://localhost:${new URL(base).port}/v1/chat/completions`,
-      ]);
+      ], { timeout: 30_000 });
       assert.equal(stdout, "413");
     }
     // Refused for identity before the body is read: the 401 still arrives intact.
     const { stdout } = await exec("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", caPem, "-H", "content-type: application/json",
-      "--data-binary", `@${big}`, `https://localhost:${new URL(base).port}/v1/chat/completions`]);
+      "--data-binary", `@${big}`, `https://localhost:${new URL(base).port}/v1/chat/completions`], { timeout: 30_000 });
     assert.equal(stdout, "401");
   });
 

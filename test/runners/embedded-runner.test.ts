@@ -1,15 +1,17 @@
 // The runner as the gateway runs it: a real child process serving the tiny model on a Unix socket.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
 import { Agent, fetch as undiciFetch, request } from "undici";
 import { writeTinyModel } from "../../src/runners/tiny-model.ts";
+import { exited, killGroup, spawnChild } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "edgeward-runner-"));
 const socketPath = join(dir, "runner.sock");
@@ -17,25 +19,32 @@ const modelPath = join(dir, "tiny.gguf");
 let child: ChildProcess;
 let agent: Agent;
 
-function waitForListening(proc: ChildProcess): Promise<string> {
+function waitForListening(proc: ChildProcess, timeoutMs = 30_000): Promise<string> {
   return new Promise((done, fail) => {
     let out = "";
     let err = "";
+    const timer = setTimeout(() => fail(new Error(`runner did not print its listening line within ${timeoutMs} ms: ${err}`)), timeoutMs);
     proc.stdout?.on("data", (d: Buffer) => {
       out += d.toString();
       const line = out.split("\n").find((l) => l.startsWith("edgeward runner listening on "));
-      if (line !== undefined) done(line);
+      if (line !== undefined) {
+        clearTimeout(timer);
+        done(line);
+      }
     });
     proc.stderr?.on("data", (d: Buffer) => (err += d.toString()));
-    proc.once("exit", (code) => fail(new Error(`runner exited ${code}: ${err}`)));
+    proc.once("exit", (code) => {
+      clearTimeout(timer);
+      fail(new Error(`runner exited ${code}: ${err}`));
+    });
   });
 }
 
 before(async () => {
   await writeTinyModel(modelPath);
-  child = spawn(
-    "./node_modules/.bin/node",
-    ["test/runners/runner-process.ts", "--model", modelPath, "--socket", socketPath, "--name", "tiny", "--threads", "1", "--context-size", "512"],
+  child = spawnChild(
+    process.execPath,
+    [fileURLToPath(new URL("./runner-process.ts", import.meta.url)), "--model", modelPath, "--socket", socketPath, "--name", "tiny", "--threads", "1", "--context-size", "512"],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   const line = await waitForListening(child);
@@ -45,7 +54,7 @@ before(async () => {
 
 after(async () => {
   await agent?.close();
-  if (child.exitCode === null) child.kill("SIGKILL");
+  if (child !== undefined) killGroup(child);
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -307,14 +316,12 @@ test("a body over 1 MiB is answered 413, declared or streamed", async () => {
   assert.equal((await health()).status, "ok");
 });
 
-/** Polls the runner's health until it counts one more aborted generation than `before` (or 2 s pass). */
+/** Polls the runner's health until it counts more aborted generations than `before`. */
 async function generationsOnceAborted(before: { aborted: number }) {
-  let now = (await health()).generations;
-  for (let i = 0; i < 100 && now.aborted === before.aborted; i++) {
-    await new Promise((r) => setTimeout(r, 20));
-    now = (await health()).generations;
-  }
-  return now;
+  return waitFor("the runner to count an aborted generation", async () => {
+    const now = (await health()).generations;
+    return now.aborted === before.aborted ? null : now;
+  });
 }
 
 test("a client that disconnects mid-stream stops the generation; the next request is served", async () => {
@@ -350,7 +357,7 @@ test("SIGTERM mid-stream ends the stream, exits 0 and removes the socket", async
   const res = await post("/v1/completions", { model: "tiny", prompt: "hello", max_tokens: 480, stream: true });
   const body = res.body[Symbol.asyncIterator]();
   assert.match(String((await body.next()).value), /^data: /);
-  const exited = new Promise<number | null>((done) => child.once("exit", (code) => done(code)));
+  const exit = exited(child, "the runner after SIGTERM");
   child.kill("SIGTERM");
   // The stream is cut (no [DONE]) rather than left hanging.
   let rest = "";
@@ -360,6 +367,6 @@ test("SIGTERM mid-stream ends the stream, exits 0 and removes the socket", async
     // a reset connection is an acceptable way for the stream to end
   }
   assert.ok(!rest.includes("[DONE]"));
-  assert.equal(await exited, 0);
+  assert.equal(await exit, 0);
   assert.equal(existsSync(socketPath), false);
 });

@@ -60,6 +60,7 @@ test("each malformed field is named", () => {
     [{ ...ok, messages: [{ role: "user", content: 5 }] }, "messages"],
     [{ ...ok, max_tokens: -1 }, "max_tokens"],
     [{ ...ok, max_completion_tokens: "5" }, "max_completion_tokens"],
+    [{ ...ok, max_tokens: 1, max_completion_tokens: 300 }, "max_completion_tokens"],
     [{ ...ok, temperature: Number.NaN }, "temperature"],
     [{ ...ok, top_p: 1.5 }, "top_p"],
     [{ ...ok, seed: 0.5 }, "seed"],
@@ -96,4 +97,10 @@ test("any JSON value either parses or is a 400, never another error", () => {
     }),
     { numRuns: 1000 },
   );
+});
+
+test("the completions route reads max_completion_tokens too, so a gateway's cap holds whichever it sent", () => {
+  assert.equal(parseCompletionRequest({ model: "m", prompt: "p", max_completion_tokens: 7 }).maxTokens, 7);
+  assert.equal(parseCompletionRequest({ model: "m", prompt: "p", max_tokens: 7, max_completion_tokens: 7 }).maxTokens, 7);
+  assert.throws(() => parseCompletionRequest({ model: "m", prompt: "p", max_tokens: 1, max_completion_tokens: 500 }), (err: unknown) => err instanceof RunnerRequestError && err.status === 400);
 });

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -8,6 +7,8 @@ import { after, before, test } from "node:test";
 import { run } from "../../src/cli/runner.ts";
 import { EmbeddedRunnerError, modelNameFor, startEmbeddedRunner } from "../../src/runners/embedded-server.ts";
 import { writeTinyModel } from "../../src/runners/tiny-model.ts";
+import { exited, spawnChild } from "../support/processes.ts";
+import { nextEvent } from "../support/wait.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "edgeward-runner-cli-"));
 const modelPath = join(dir, "tiny-model.gguf");
@@ -77,7 +78,7 @@ test("refuses to replace a file that is not a socket", async () => {
 test("refuses a socket another server is listening on", async () => {
   const path = join(dir, "live.sock");
   const server = createServer().listen(path);
-  await new Promise((r) => server.once("listening", r));
+  await nextEvent(server, "listening", "a server on the socket");
   try {
     await assert.rejects(
       startEmbeddedRunner({ modelPath, socketPath: path }),
@@ -97,14 +98,14 @@ test("needs exactly one of a socket and a port", async () => {
 test("replaces a stale socket left by a killed process, serves, and removes it on close", async () => {
   const path = join(dir, "stale.sock");
   // A process killed with SIGKILL cannot unlink its socket.
-  const holder = spawn(
-    "./node_modules/.bin/node",
+  const holder = spawnChild(
+    process.execPath,
     ["-e", `require("node:net").createServer().listen(${JSON.stringify(path)}, () => console.log("up"))`],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
-  await new Promise((r) => holder.stdout?.once("data", r));
+  await nextEvent(holder.stdout!, "data", "the holder listening on the socket");
   holder.kill("SIGKILL");
-  await new Promise((r) => holder.once("exit", r));
+  await exited(holder, "the holder");
   assert.ok(statSync(path).isSocket());
 
   const runner = await startEmbeddedRunner({ modelPath, socketPath: path, threads: 1, contextSize: 512 });

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import protobuf from "protobufjs";
-import { DecisionLog, type DecisionRecord } from "../../src/audit/index.ts";
+import { DecisionLog, type DecisionRecord } from "../../src/decision-log/index.ts";
 import { Budgets } from "../../src/budget/index.ts";
 import { parseConfig, type AuthzConfig } from "../../src/config/index.ts";
 import { AuthzServer, PROTO_DIR, type AuthzState } from "../../src/gateway/ext-authz/index.ts";

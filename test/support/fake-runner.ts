@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 /**
  * A stand-in OpenAI-compatible model server (outside the product) for proxy tests. Path prefixes pick a behaviour:
  * `/slow/…` never answers, `/broken/…` answers 500; otherwise chat/completions answer with a fixed text and usage,
- * and `stream: true` sends `max_tokens` chunks, `x_test_delay_ms` apart.
+ * and `stream: true` sends `max_tokens` chunks (`x_test_chunks` when set, ignoring max_tokens), `x_test_delay_ms` apart.
  */
 export class FakeRunner {
   readonly server: Server;
@@ -52,7 +52,8 @@ export class FakeRunner {
       return;
     }
     const model = String(body.model);
-    const n = Number(body.max_tokens ?? 16);
+    // x_test_chunks: a runner that ignores max_tokens.
+    const n = Number(body.x_test_chunks ?? body.max_tokens ?? 16);
     if (path.endsWith("/v1/embeddings")) {
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ object: "list", data: [{ object: "embedding", index: 0, embedding: [0.1, 0.2] }], model, usage: { prompt_tokens: 3, total_tokens: 3 } }));
       return;

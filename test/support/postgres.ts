@@ -4,6 +4,7 @@ import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
+import { atExit } from "./processes.ts";
 
 const run = promisify(execFile);
 
@@ -78,12 +79,14 @@ export async function startPostgres(): Promise<TestPostgres> {
     stopped = true;
     if (existsSync(join(data, "postmaster.pid"))) {
       const argv = [...prefix, join(bin, "pg_ctl"), "stop", "-D", data, "-m", "immediate", "-w"];
-      spawnSync(argv[0]!, argv.slice(1), { stdio: "ignore" });
+      spawnSync(argv[0]!, argv.slice(1), { stdio: "ignore", timeout: 30_000 });
     }
     rmSync(dir, { recursive: true, force: true });
   };
-  // A test file that dies before its after() hook must not leave a server running.
-  process.once("exit", stopNow);
+  // A test file that dies before its after() hook (a timeout, an uncaught error, a signal) must not leave a server
+  // running. pg_ctl starts the server in a session of its own, out of reach of a process-group kill, so it is
+  // stopped here through its data directory.
+  const unregister = atExit(stopNow);
 
   try {
     await runAs(prefix, join(bin, "initdb"), ["-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"]);
@@ -122,7 +125,7 @@ export async function startPostgres(): Promise<TestPostgres> {
     async stop() {
       if (stopped) return;
       stopped = true;
-      process.removeListener("exit", stopNow);
+      unregister();
       try {
         await runAs(prefix, join(bin, "pg_ctl"), ["stop", "-D", data, "-m", "fast", "-w", "-t", "30"]);
       } finally {

@@ -58,6 +58,13 @@ export interface CheckResponse {
 export interface GrpcServiceOptions {
   principalFrom: "source" | "xfcc";
   logger: Logger;
+  /** Schedules the deny that answers before the call's deadline; returns its cancel. Tests replace the timer. */
+  atDeadline?: (deny: () => void, delayMs: number) => () => void;
+}
+
+function atDeadline(deny: () => void, delayMs: number): () => void {
+  const timer = setTimeout(deny, delayMs);
+  return () => clearTimeout(timer);
 }
 
 /**
@@ -70,18 +77,18 @@ export function createGrpcServer(authorizer: Authorizer, options: GrpcServiceOpt
   const implementation: UntypedServiceImplementation = {
     Check: (call: ServerUnaryCall<CheckRequest, CheckResponse>, callback: sendUnaryData<CheckResponse>) => {
       let answered = false;
-      let timer: NodeJS.Timeout | undefined;
+      let cancelDeny: (() => void) | undefined;
       const answer = (response: CheckResponse) => {
         if (answered) return;
         answered = true;
-        if (timer !== undefined) clearTimeout(timer);
+        cancelDeny?.();
         callback(null, response);
       };
       const left = deadlineMs(call.getDeadline()) - Date.now();
       if (Number.isFinite(left)) {
         // Leave part of the budget for the answer to travel and for a busy event loop: an eighth, 5 to 25 ms
         // (Envoy's default timeout is 200 ms).
-        timer = setTimeout(() => {
+        cancelDeny = (options.atDeadline ?? atDeadline)(() => {
           options.logger.warn({ deadlineMs: left }, "ext_authz check not decided before the call's deadline; denied");
           answer(denied(503, "the authorizer could not decide before the proxy's deadline; the request is denied"));
         }, Math.max(0, left - Math.max(5, Math.min(25, left / 8))));
@@ -121,6 +128,7 @@ export function checkInput(request: CheckRequest, principalFrom: "source" | "xfc
   const body = raw ?? text ?? (partialHeader !== undefined ? "" : undefined);
   const source = attributes.source?.address?.socket_address?.address;
   const port = attributes.destination?.address?.socket_address?.port_value;
+  const destination = attributes.destination?.address?.socket_address?.address;
   return {
     transport: "grpc",
     identity: principalFrom === "source"
@@ -134,6 +142,7 @@ export function checkInput(request: CheckRequest, principalFrom: "source" | "xfc
     partial: partialHeader === "true",
     ...(source === undefined || source === "" ? {} : { sourceIp: source }),
     ...(port === undefined || port === 0 ? {} : { port }),
+    ...(destination === undefined || destination === "" ? {} : { destinationIp: destination }),
   };
 }
 

@@ -1,10 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { DecisionLog } from "../../audit/index.ts";
+import { DecisionLog } from "../../decision-log/index.ts";
 import { Budgets } from "../../budget/index.ts";
 import { ConfigError, type GatewayConfig } from "../../config/index.ts";
 import { createGatewayMetrics, createLogger, registerBundleGauges, type Logger } from "../../telemetry/index.ts";
-import { BundleSync } from "../bundle-sync.ts";
+import { BundleSync } from "../../node/bundle-sync.ts";
 import { loadCredentials } from "../credentials.ts";
 import { NO_POLICY, compileBundle, loadPolicy } from "../policy-source.ts";
 import type { AuthzState } from "./check.ts";

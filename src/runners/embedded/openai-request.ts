@@ -67,12 +67,20 @@ function optionalNumber(body: Record<string, unknown>, key: string, min: number,
   return v;
 }
 
-function parseSampling(body: Record<string, unknown>, maxTokenKeys: readonly string[]): SamplingOptions {
+const MAX_TOKEN_KEYS = ["max_tokens", "max_completion_tokens"] as const;
+
+function parseSampling(body: Record<string, unknown>): SamplingOptions {
   if (typeof body.model !== "string" || body.model.length === 0) throw bad("model", "'model' must be a non-empty string");
+  // Both bounds are read on both routes, and must agree: a gateway in front decides on one value, and the runner
+  // must not generate by another.
   let maxTokens: number | undefined;
-  for (const key of maxTokenKeys) {
+  let from = "";
+  for (const key of MAX_TOKEN_KEYS) {
     const v = optionalNumber(body, key, 1, 2 ** 31 - 1, true);
-    if (v !== undefined) maxTokens = v;
+    if (v === undefined) continue;
+    if (maxTokens !== undefined && v !== maxTokens) throw bad(key, `'${from}' is ${maxTokens} but '${key}' is ${v}; send one, or the same value in both`);
+    maxTokens = v;
+    from = key;
   }
   optionalNumber(body, "n", 1, 1, true); // one choice per request: only n = 1 passes
   let stop: string[] = [];
@@ -129,7 +137,7 @@ const ROLES: Record<string, ChatRole> = { system: "system", developer: "system",
 
 export function parseChatRequest(body: unknown): ChatRequest {
   if (!isRecord(body)) throw bad("body", "request body must be a JSON object");
-  const sampling = parseSampling(body, ["max_tokens", "max_completion_tokens"]);
+  const sampling = parseSampling(body);
   if (!Array.isArray(body.messages) || body.messages.length === 0) {
     throw bad("messages", "'messages' must be a non-empty array");
   }
@@ -144,7 +152,7 @@ export function parseChatRequest(body: unknown): ChatRequest {
 
 export function parseCompletionRequest(body: unknown): CompletionRequest {
   if (!isRecord(body)) throw bad("body", "request body must be a JSON object");
-  const sampling = parseSampling(body, ["max_tokens"]);
+  const sampling = parseSampling(body);
   let prompt: string;
   if (typeof body.prompt === "string") prompt = body.prompt;
   else if (Array.isArray(body.prompt) && body.prompt.length === 1 && typeof body.prompt[0] === "string") prompt = body.prompt[0];

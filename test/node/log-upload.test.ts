@@ -8,18 +8,19 @@ import { after, before, describe, test } from "node:test";
 import { gunzipSync } from "node:zlib";
 import { request } from "undici";
 import { stringify } from "yaml";
-import { DecisionLog, GENESIS_HASH, verifyLogFile, type DecisionEntry, type DecisionRecord } from "../../src/audit/index.ts";
+import { DecisionLog, GENESIS_HASH, verifyLogFile, type DecisionEntry, type DecisionRecord } from "../../src/decision-log/index.ts";
 import { ConfigError, loadConfig, parseConfig } from "../../src/config/index.ts";
 import { ControlPlane, parseControlPlaneConfig } from "../../src/controlplane/index.ts";
 import { Gateway } from "../../src/gateway/index.ts";
-import { backoffDelayMs, encodeBatch, LogUploader, MAX_BACKOFF_MS, ownHash, parseHead, type NodeStatus } from "../../src/gateway/log-upload.ts";
-import { CursorStore, NO_CURSOR, parseCursor, UploadStateError } from "../../src/gateway/upload-cursor.ts";
+import { backoffDelayMs, encodeBatch, LogUploader, MAX_BACKOFF_MS, ownHash, parseHead, type NodeStatus } from "../../src/node/log-upload.ts";
+import { CursorStore, NO_CURSOR, parseCursor, UploadStateError } from "../../src/node/upload-cursor.ts";
 import { issueSvid } from "../../src/identity/index.ts";
 import { createGatewayMetrics, createLogger, registerUploadMetrics, type GatewayMetrics } from "../../src/telemetry/index.ts";
-import { entry } from "../audit/fixtures.ts";
+import { entry } from "../decision-log/fixtures.ts";
 import { POLICY_YAML } from "../support/bundle-factory.ts";
 import { FakeRunner } from "../support/fake-runner.ts";
 import { call, createPki, mtlsAgent, TD } from "../support/gateway-fixture.ts";
+import { waitFor } from "../support/wait.ts";
 
 const HASH_A = "a".repeat(64);
 const HASH_B = "b".repeat(64);
@@ -185,14 +186,6 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function waitFor(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 interface Started {
   uploader: LogUploader;
   metrics: GatewayMetrics;
@@ -269,7 +262,8 @@ describe("decision-log upload against the control plane", () => {
     return { uploader, metrics, logs, failures: (reason) => value("edgeward_upload_failures_total", { reason }), counter: (name) => value(name) };
   }
 
-  async function openLog(node: string, n: number, make: (i: number) => DecisionEntry = (i) => entry(i), file = "decisions.log"): Promise<DecisionLog> {
+  // Each node's own request ids, as real ones are: the control plane refuses a record already stored under another node.
+  async function openLog(node: string, n: number, make: (i: number) => DecisionEntry = (i) => entry(i, { requestId: `${node}-${i}` }), file = "decisions.log"): Promise<DecisionLog> {
     const log = await DecisionLog.open(join(dir, node, file));
     for (let i = 1; i <= n; i++) await log.append(make(i));
     return log;
@@ -300,7 +294,7 @@ describe("decision-log upload against the control plane", () => {
       assert.equal(await up.counter("edgeward_upload_batches_total"), 3);
       assert.equal(await up.counter("edgeward_upload_acked_seq"), 25);
       const node = await cp.storage.getNode(NODE("kiosk-1"));
-      assert.deepEqual([node?.bundleRevision, node?.stage, node?.logSeq], [3, "grace", 25], "the x-edgeward-* headers reached the control plane");
+      assert.deepEqual(node?.claimed, { bundleRevision: 3, stage: "grace", logSeq: 25 }, "the x-edgeward-* headers reached the control plane, as claims");
       // A record appended now waits for the next interval.
       await log.append(entry(26));
       await new Promise((r) => setTimeout(r, 300));

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import { gzip as gzipCallback } from "node:zlib";
 import { Agent, request, type Dispatcher } from "undici";
-import { DecisionLogError, type DecisionLog, type LogAnchor, type RecordBatch } from "../audit/index.ts";
+import { DecisionLogError, type DecisionLog, type LogAnchor, type RecordBatch } from "../decision-log/index.ts";
 import type { UploadConfig } from "../config/index.ts";
 import type { Logger, UploadMetrics } from "../telemetry/index.ts";
 import { CursorStore, cursorAnchor, type UploadCursor } from "./upload-cursor.ts";
@@ -235,7 +235,7 @@ export class LogUploader {
     const { status, json } = await this.#call("POST", this.#o.config.url, body);
     if (status === 409) {
       const error = (json as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-      const code = typeof error?.code === "string" && ["gap", "fork", "chain", "tampered"].includes(error.code) ? error.code : "refused";
+      const code = typeof error?.code === "string" && ["gap", "fork", "chain", "tampered", "foreign-chain"].includes(error.code) ? error.code : "refused";
       const message = typeof error?.message === "string" ? error.message.slice(0, 500) : "no reason given";
       throw new UploadError(code, `the control plane refused records ${batch.firstSeq}..${batch.end.seq} (${code}): ${message}; the node keeps them`);
     }

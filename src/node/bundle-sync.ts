@@ -14,7 +14,6 @@ import {
 } from "../bundle/index.ts";
 import type { BundleSourceConfig } from "../config/index.ts";
 import type { GatewayMetrics, Logger } from "../telemetry/index.ts";
-import type { PolicyLadder } from "./state.ts";
 
 export type BundleSource = "store" | "file" | "url";
 
@@ -45,7 +44,7 @@ const FETCH_SLACK_MS = 30_000;
  * watches the local bundle file and polls the control plane (ETag, optional long-poll), verifying each candidate,
  * activating it, and persisting it atomically. Answers the degradation stage for every request.
  */
-export class BundleSync implements PolicyLadder {
+export class BundleSync {
   readonly manager: BundleManager;
   readonly #store: BundleStore;
   readonly #o: BundleSyncOptions;

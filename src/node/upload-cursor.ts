@@ -1,7 +1,7 @@
 import { constants } from "node:fs";
 import { mkdir, open, rename, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { GENESIS_HASH, type LogAnchor } from "../audit/index.ts";
+import { GENESIS_HASH, type LogAnchor } from "../decision-log/index.ts";
 
 /**
  * The upload cursor: the last decision-log record the control plane acknowledged AND whose hash the node checked
