@@ -103,7 +103,7 @@ async function measureWithLogIn(logDir: string, label: string, bytes: Buffer, ms
       policy: "policy.yaml", runners: [{ name: "unused", url: "http://127.0.0.1:9", models: ["bench-small"] }],
       decisionLog: "decisions.log", logLevel: "warn", authz: { grpc: "127.0.0.1:0" },
     }));
-    const server = await spawnReady(process.execPath, [join(REPO_DIR, "bin/edgeward.js"), "authz", "--config", join(dir, "authz.yaml")],
+    const server = await spawnReady(process.execPath, [join(REPO_DIR, "src/cli/run.ts"), "authz", "--config", join(dir, "authz.yaml")],
       /listening on grpc:\/\/127\.0\.0\.1:(\d+)/, { label: "edgeward authz" });
     const client = new Client(`127.0.0.1:${server.match[1]}`, credentials.createInsecure());
     try {

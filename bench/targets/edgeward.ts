@@ -55,7 +55,7 @@ function edgewardTarget(name: string, logParent: string | null): Target {
       }));
       const proc = await spawnReady(
         process.execPath,
-        [join(REPO_DIR, "bin", "edgeward.js"), "serve", "--config", config],
+        [join(REPO_DIR, "src", "cli", "run.ts"), "serve", "--config", config],
         /listening on (https:\/\/\S+) \(admin (http:\/\/[^)\s]+)\)/,
         { label: name, cwd: dir },
       );

@@ -109,12 +109,14 @@ export function packArchive(files: BundleFiles, mtimeSeconds: number): Buffer {
   return gzip;
 }
 
-const ENTRY_KINDS: Record<string, string> = {
+/** How a refused tar entry type is named in errors (release/archive-reader.ts names them alike). */
+export const ENTRY_KINDS: Readonly<Record<string, string>> = {
   SymbolicLink: "a symbolic link",
   Link: "a hard link",
   CharacterDevice: "a character device",
   BlockDevice: "a block device",
   FIFO: "a FIFO",
+  ContiguousFile: "a contiguous file",
 };
 
 function readTar(tar: Buffer): BundleFiles {

@@ -9,7 +9,7 @@ import { formatJson } from "../k8s/audit/output/json.ts";
 import { formatJunit } from "../k8s/audit/output/junit.ts";
 import { formatSarif } from "../k8s/audit/output/sarif.ts";
 import { formatText } from "../k8s/audit/output/text.ts";
-import { parseManifests } from "../k8s/yaml.ts";
+import { holdsManifests, parseManifests } from "../k8s/yaml.ts";
 import type { KubeObject } from "../k8s/objects.ts";
 
 const USAGE = `usage:
@@ -151,6 +151,11 @@ async function readInput(input: string, io: CliIO): Promise<KubeObject[]> {
       text = await readFile(file, "utf8");
     } catch (err) {
       throw new InputError(`${name}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    if (isDir && !holdsManifests(text)) {
+      // Beside the manifests: a chart's values, a config file. Skipped, and said so.
+      io.stderr(`audit: skipped ${name}: not a Kubernetes manifest (no document has apiVersion and kind)\n`);
+      continue;
     }
     objects.push(...parseManifests(text, name));
   }

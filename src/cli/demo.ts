@@ -1,8 +1,6 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join, relative, resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { stringify } from "yaml";
@@ -18,7 +16,6 @@ import { waitForSignals } from "./serve.ts";
 
 const USAGE = "usage: edgeward demo [--dir DIR] [--listen HOST:PORT] [--admin HOST:PORT]\n";
 const TRUST_DOMAIN = "example.org";
-const BIN = fileURLToPath(new URL("../../bin/edgeward.js", import.meta.url));
 const EXAMPLE_POLICY = fileURLToPath(new URL("../../examples/policy.yaml", import.meta.url));
 
 /**
@@ -42,27 +39,24 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     return 0;
   }
   const dir = resolve(io.cwd, values.dir ?? ".edgeward/demo");
-  let runner: ChildProcess | undefined;
   let gateway: Gateway;
   let files: DemoFiles;
   try {
     files = await prepare(dir, io);
     io.stdout("starting the embedded runner on the tiny model…\n");
-    const started = await startRunner(files.model, join(dir, "runner.sock"));
-    runner = started.child;
+    // The gateway starts the runner itself, as `serve` does with any runner the config marks embedded.
     await writeFile(files.config, stringify({
       listen: values.listen ?? "127.0.0.1:8443",
       admin: values.admin ?? "127.0.0.1:9464",
       tls: { cert: "certs/gateway.pem", key: "certs/gateway.key" },
       trustBundles: { [TRUST_DOMAIN]: "ca/ca.pem" },
       bundle: { path: "bundles/edge-policy.tar.gz", keys: ["keys/bundle.pub"], stateDir: "state/bundle" },
-      runners: [{ name: "embedded", url: started.address, models: ["tiny"], timeout: "120s" }],
+      runners: [{ name: "embedded", url: "unix:runner.sock", models: ["tiny"], timeout: "120s", embedded: { model: relative(dir, files.model), threads: 1 } }],
       decisionLog: "data/decisions.log",
       limits: { maxTokens: 64 },
     }), { mode: 0o600 });
     gateway = await Gateway.start(await loadConfig(files.config), { logger: createLogger("warn") });
   } catch (err) {
-    runner?.kill("SIGTERM");
     io.stderr(`edgeward demo: ${startError(err)}\n`);
     return 1;
   }
@@ -98,7 +92,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     "",
   ].join("\n"));
 
-  return waitForSignals(gateway, () => stopRunner(runner!));
+  return waitForSignals(gateway);
 }
 
 interface DemoFiles {
@@ -153,41 +147,4 @@ async function signExamplePolicy(dir: string): Promise<{ bundle: string; revisio
   await writeFile(`${bundle}.tmp`, built.archive);
   await rename(`${bundle}.tmp`, bundle);
   return { bundle, revision };
-}
-
-/** Spawns `edgeward runner` in its own process and waits for its "listening on" line. */
-export function startRunner(model: string, socket: string, timeoutMs = 60_000): Promise<{ child: ChildProcess; address: string }> {
-  const child = spawn(process.execPath, [BIN, "runner", "--model", model, "--socket", socket, "--name", "tiny", "--threads", "1"], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  return new Promise((resolveStart, reject) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGTERM");
-      reject(new Error("the runner did not start in time"));
-    }, timeoutMs);
-    const lines = createInterface({ input: child.stdout! });
-    lines.on("line", (line) => {
-      const m = /^edgeward runner listening on (\S+)$/.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        resolveStart({ child, address: m[1]! });
-      }
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`the runner exited (code ${code}) before it was ready`));
-    });
-  });
-}
-
-function stopRunner(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((done) => {
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-    child.once("exit", () => {
-      clearTimeout(timer);
-      done();
-    });
-    child.kill("SIGTERM");
-  });
 }

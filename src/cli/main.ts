@@ -11,6 +11,7 @@ const COMMANDS: Record<string, Command> = {
   ca: { summary: "dev CA: ca init --dir DIR --trust-domain TD | ca issue --dir DIR --spiffe-id ID --out PREFIX", load: () => import("./ca.ts") },
   policy: { summary: "policy check FILE… | policy explain FILE --principal ID --method M --path P | policy test FILE --cases FILE", load: () => import("./policy.ts") },
   bundle: { summary: "bundle keygen|build|verify|inspect|push: signed policy bundles", load: () => import("./bundle.ts") },
+  release: { summary: "release sign|verify IMAGE.oci.tar: sign the container image, its SBOM and provenance; verify them offline", load: () => import("./release.ts") },
   log: { summary: "log verify PATH: check the decision log's hash chain", load: () => import("./log.ts") },
   render: { summary: "render --config VALUES [--policy FILE] [-o DIR|-]: Kubernetes manifests for the gateway and its runner", load: () => import("./render.ts") },
   audit: { summary: "audit FILE|DIR|- [-o text|json|sarif|junit] [--fail-on SEVERITY]: find zero-trust gaps in Kubernetes manifests", load: () => import("./audit.ts") },
@@ -46,8 +47,8 @@ export async function main(argv: string[], io: CliIO = defaultIO): Promise<numbe
     return name === undefined ? 2 : 0;
   }
   if (name === "--version" || name === "version") {
-    const { default: pkg } = await import("../../package.json", { with: { type: "json" } });
-    io.stdout(`edgeward ${pkg.version}\n`);
+    const { versionLine } = await import("./version.ts");
+    io.stdout(`${await versionLine()}\n`);
     return 0;
   }
   const command = COMMANDS[name];

@@ -1,4 +1,5 @@
-import { resolve } from "node:path";
+import { mkdir } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { writeTinyModel } from "../runners/tiny-model.ts";
 import type { CliIO } from "./io.ts";
@@ -43,6 +44,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   }
   const out = resolve(io.cwd, values.out);
   try {
+    await mkdir(dirname(out), { recursive: true }); // `--out models/tiny.gguf` in a fresh folder
     await writeTinyModel(out, seed);
   } catch (err) {
     io.stderr(`model: cannot write ${values.out}: ${(err as Error).message}\n`);

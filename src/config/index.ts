@@ -1,2 +1,2 @@
-export { ConfigError, loadConfig, parseConfig, parseDurationMs, parseHostPort, readYamlConfig } from "./load.ts";
-export type { AuthzConfig, ConfigInput, BundleSourceConfig, GatewayConfig, RunnerConfig, UploadConfig, WorkloadConfig } from "./schema.ts";
+export { ConfigError, checkConfigFiles, loadConfig, parseConfig, parseDurationMs, parseHostPort, readYamlConfig } from "./load.ts";
+export type { AuthzConfig, ConfigInput, BundleSourceConfig, EmbeddedRunnerConfig, GatewayConfig, RunnerConfig, UploadConfig, WorkloadConfig } from "./schema.ts";

@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { access, constants, readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { parseDocument } from "yaml";
 import { trustedPeers, XfccError } from "../identity/xfcc.ts";
@@ -98,6 +98,12 @@ export function parseConfig(value: unknown, file: string): GatewayConfig {
   c.runners.forEach((r, i) => {
     if (names.has(r.name)) throw new ConfigError(`runners[${i}].name`, `duplicate runner name ${JSON.stringify(r.name)}`);
     names.add(r.name);
+    if (parseDurationMs(r.probeInterval) === 0) throw new ConfigError(`runners[${i}].probeInterval`, "must be longer than 0");
+    if (r.embedded === undefined) return;
+    if (!r.url.startsWith("unix:")) {
+      throw new ConfigError(`runners[${i}].url`, "an embedded runner listens on a Unix socket only its user can open: use unix:path/to.sock");
+    }
+    if (r.models.length !== 1) throw new ConfigError(`runners[${i}].models`, "an embedded runner serves exactly one model: name it once");
   });
   return {
     file,
@@ -117,14 +123,26 @@ export function parseConfig(value: unknown, file: string): GatewayConfig {
       clockToleranceMs: parseDurationMs(c.bundle.clockTolerance),
       ca: c.bundle.ca === undefined ? null : abs(c.bundle.ca),
     },
-    runners: c.runners.map((r) => ({
-      name: r.name,
-      url: r.url.startsWith("unix:") ? `unix:${abs(r.url.slice("unix:".length))}` : r.url,
-      models: r.models,
-      timeoutMs: parseDurationMs(r.timeout),
-      maxConnections: r.maxConnections,
-      maxQueued: r.maxQueued,
-    })),
+    runners: c.runners.map((r) => {
+      const socket = r.url.startsWith("unix:") ? abs(r.url.slice("unix:".length)) : null;
+      const e = r.embedded;
+      return {
+        name: r.name,
+        url: socket === null ? r.url : `unix:${socket}`,
+        models: r.models,
+        timeoutMs: parseDurationMs(r.timeout),
+        maxConnections: r.maxConnections,
+        maxQueued: r.maxQueued,
+        probeIntervalMs: parseDurationMs(r.probeInterval),
+        embedded: e === undefined || socket === null ? null : {
+          model: abs(e.model), socket, name: r.models[0]!,
+          ...(e.threads !== undefined ? { threads: e.threads } : {}),
+          ...(e.contextSize !== undefined ? { contextSize: e.contextSize } : {}),
+          ...(e.gpu !== undefined ? { gpu: e.gpu } : {}),
+          startTimeoutMs: parseDurationMs(e.startTimeout),
+        },
+      };
+    }),
     decisionLog: abs(c.decisionLog),
     upload: c.upload === undefined ? null : {
       url: c.upload.url.replace(/\/+$/, ""),
@@ -149,6 +167,29 @@ export function parseConfig(value: unknown, file: string): GatewayConfig {
     },
     logLevel: c.logLevel,
   };
+}
+
+/**
+ * Checks that every file the configuration names can be read, so that a missing one is reported with the key that
+ * names it (`config: tls.cert: cannot read /etc/edgeward/gateway.pem: ENOENT`) rather than as a bare path.
+ */
+export async function checkConfigFiles(config: GatewayConfig): Promise<void> {
+  const files: [string, string][] = [["tls.cert", config.tls.cert], ["tls.key", config.tls.key]];
+  for (const [td, path] of Object.entries(config.trustBundles)) files.push([`trustBundles.${td}`, path]);
+  config.policy.forEach((path, i) => files.push([config.policy.length === 1 ? "policy" : `policy[${i}]`, path]));
+  config.bundle?.keys.forEach((path, i) => files.push([`bundle.keys[${i}]`, path]));
+  if (config.bundle?.ca) files.push(["bundle.ca", config.bundle.ca]);
+  if (config.upload?.ca) files.push(["upload.ca", config.upload.ca]);
+  config.runners.forEach((r, i) => {
+    if (r.embedded !== null) files.push([`runners[${i}].embedded.model`, r.embedded.model]);
+  });
+  for (const [key, path] of files) {
+    try {
+      await access(path, constants.R_OK);
+    } catch (err) {
+      throw new ConfigError(key, `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
+    }
+  }
 }
 
 /** Reads and validates the gateway configuration file. */

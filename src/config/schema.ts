@@ -11,16 +11,32 @@ const positiveInt = z.number().int().positive();
 /** A retention period: days are the natural unit. */
 const longDuration = z.string().regex(/^\d+(ms|s|m|h|d)$/, "expected a duration such as 12h or 7d");
 
+/** `edgeward runner` started and supervised by the gateway itself, on the runner's `unix:` socket. */
+const embeddedRunner = z.strictObject({
+  /** The GGUF model file. */
+  model: z.string().min(1),
+  threads: positiveInt.max(1024).optional(),
+  contextSize: z.number().int().min(16).optional(),
+  /** Which llama.cpp build to load (`edgeward runner --gpu`). */
+  gpu: z.enum(["off", "auto", "cuda", "vulkan", "metal"]).optional(),
+  /** How long the runner may take to load its model and listen, at each start. */
+  startTimeout: duration.default("120s"),
+});
+
 const runner = z.strictObject({
   name: z.string().min(1).regex(/^[A-Za-z0-9._-]+$/, "use letters, digits, '.', '_' or '-'"),
-  /** http://host:port[/base], https://…, or unix:/path/to.sock */
-  url: z.string().regex(/^(https?:\/\/[^\s]+|unix:\/[^\s]*)$/, "expected http(s)://host:port or unix:/path/to.sock"),
+  /** http://host:port[/base], https://…, or unix:PATH.sock (relative to the config file, or absolute) */
+  url: z.string().regex(/^(https?:\/\/[^\s]+|unix:[^\s]+)$/, "expected http(s)://host:port or unix:path/to.sock"),
   models: z.array(z.string().min(1)).min(1),
   /** How long to wait for the runner's response headers (then 504). */
   timeout: duration.default("60s"),
   maxConnections: positiveInt.default(64),
   /** Requests that may wait for one of those connections; beyond, 503 with Retry-After. */
   maxQueued: z.number().int().min(0).default(64),
+  /** How often the runner's health is probed (GET /v1/models), off the request path. */
+  probeInterval: duration.default("5s"),
+  /** Set: the gateway starts this runner itself (`edgeward runner`), restarts it when it dies, and stops it with itself. */
+  embedded: embeddedRunner.optional(),
 });
 
 const limits = z.strictObject({
@@ -159,6 +175,22 @@ export interface RunnerConfig {
   timeoutMs: number;
   maxConnections: number;
   maxQueued: number;
+  probeIntervalMs: number;
+  /** A runner the gateway starts and supervises itself (null: one started by someone else). */
+  embedded: EmbeddedRunnerConfig | null;
+}
+
+export interface EmbeddedRunnerConfig {
+  /** Absolute path of the GGUF model. */
+  model: string;
+  /** Absolute path of the Unix socket it listens on (the runner's `url`). */
+  socket: string;
+  /** The model id it serves (the runner's one model). */
+  name: string;
+  threads?: number;
+  contextSize?: number;
+  gpu?: "off" | "auto" | "cuda" | "vulkan" | "metal";
+  startTimeoutMs: number;
 }
 
 export interface IdentityConfig {

@@ -42,7 +42,7 @@ export const GATEWAY_ERRORS = {
   too_many_connections: { status: 429, check: "capacity", type: "rate_limit_error", when: "the caller already holds `limits.maxConnectionsPerPrincipal` connections; this one is closed" },
   internal_error: { status: 500, check: "internal", type: "internal_error", when: "a fault in the gateway itself; ext_authz denies the check (over HTTP as 403: Envoy would count a 5xx as the service failing)" },
   upstream_unavailable: { status: 502, check: "upstream", type: "upstream_error", when: "the runner cannot be reached" },
-  upstream_error: { status: 502, check: "upstream", type: "upstream_error", when: "the runner answered 5xx" },
+  upstream_error: { status: 502, check: "upstream", type: "upstream_error", when: "the runner answered 5xx; the message says its status and its own message (`runner X answered 500: …`, one line, at most 1000 characters)" },
   upstream_invalid: { status: 502, check: "upstream", type: "upstream_error", when: "the runner answered invalid JSON" },
   upstream_too_large: { status: 502, check: "upstream", type: "upstream_error", when: "the runner's answer is over 64 MiB" },
   decision_log_unavailable: { status: 503, check: "log", type: "service_unavailable", when: "the decision log cannot be written (fail closed)" },

@@ -184,6 +184,11 @@ async function relay(
     if (abort.signal.aborted) return; // the client left; nothing to answer
     abort.abort();
     await durable; // throws the 503 when the record could not be made durable
+    if (err instanceof GatewayError) {
+      // The runner answered, but with a failure (its 5xx, with its message) or something that cannot be relayed.
+      if (err.check === "upstream") state.metrics.upstreamErrors.inc({ runner, kind: err.code === "upstream_error" ? "status" : "protocol" });
+      throw err;
+    }
     const e = toUpstreamError(runner, err);
     if (e instanceof UpstreamError) state.metrics.upstreamErrors.inc({ runner, kind: e.kind });
     throw e;

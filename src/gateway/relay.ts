@@ -30,8 +30,53 @@ function drained(res: ServerResponse): Promise<boolean> {
   });
 }
 
-function upstreamFailure(runner: string, status: number): GatewayError {
-  return new GatewayError("upstream_error", `runner ${runner} answered with status ${status}`);
+/** The most of a runner's error answer read, and of its message passed on to the caller. */
+const MAX_ERROR_BODY = 64 * 1024;
+const MAX_ERROR_MESSAGE = 1000;
+
+/** A runner's failure (5xx, or a status a proxy cannot pass on), with the runner's own message, bounded. */
+function upstreamFailure(runner: string, status: number, body: Buffer): GatewayError {
+  const message = runnerMessage(body);
+  return new GatewayError("upstream_error", `runner ${runner} answered ${status}${message === null ? "" : `: ${message}`}`);
+}
+
+/**
+ * The message of a runner's error answer: OpenAI's and llama.cpp's `error.message`, vLLM's `message`, Ollama's
+ * `error`, FastAPI's `detail`, or the text itself; one line, at most MAX_ERROR_MESSAGE characters.
+ */
+export function runnerMessage(body: Buffer): string | null {
+  const text = body.subarray(0, MAX_ERROR_BODY).toString("utf8");
+  let message: unknown = text;
+  try {
+    const json = JSON.parse(text) as { error?: unknown; message?: unknown; detail?: unknown } | null;
+    const error = json?.error;
+    message = typeof error === "string" ? error
+      : typeof (error as { message?: unknown } | undefined)?.message === "string" ? (error as { message: string }).message
+      : typeof json?.message === "string" ? json.message
+      : typeof json?.detail === "string" ? json.detail
+      : text;
+  } catch {
+    // not JSON: the text is the message
+  }
+  // One line without control characters, so that it cannot forge log lines or SSE events.
+  const line = (message as string).replace(/[\u0000-\u001f\u007f]+/g, " ").trim();
+  if (line === "") return null;
+  return line.length > MAX_ERROR_MESSAGE ? `${line.slice(0, MAX_ERROR_MESSAGE)}…` : line;
+}
+
+/** Reads at most `limit` bytes of an answer and drops the rest. */
+async function readSome(body: Dispatcher.ResponseData["body"], limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size >= limit) {
+      body.destroy();
+      break;
+    }
+  }
+  return Buffer.concat(chunks, size);
 }
 
 async function readAll(body: Dispatcher.ResponseData["body"]): Promise<Buffer> {
@@ -63,7 +108,7 @@ interface Answer {
  */
 export async function relayJson(runner: string, up: BufferedAnswer, res: ServerResponse, durable: Promise<void>, used: Usage): Promise<RelayOutcome> {
   await durable;
-  if (up.statusCode >= 500) throw upstreamFailure(runner, up.statusCode);
+  if (up.statusCode >= 500) throw upstreamFailure(runner, up.statusCode, up.body);
   if (up.statusCode < 300) {
     let answer: Answer;
     try {
@@ -95,6 +140,17 @@ function textTokens(answer: Answer): number {
   return Math.ceil(chars / 4);
 }
 
+/** `"usage": null` as a key of the chunk: every `"` inside a JSON string is escaped, so this matches keys only. */
+const NULL_USAGE = /,\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:\s*null\s*,\s*/;
+
+/** The event without its `"usage": null`; cut from the text as it came, or, when laid out otherwise, re-serialized. */
+function withoutNullUsage(raw: string, parsed: StreamChunk): string {
+  const cut = raw.replace(NULL_USAGE, "");
+  if (cut !== raw) return cut;
+  const { usage: _, ...rest } = parsed;
+  return `data: ${JSON.stringify(rest)}\n\n`;
+}
+
 interface StreamChunk {
   choices?: { delta?: { content?: unknown }; text?: unknown }[];
   usage?: RunnerUsage | null;
@@ -117,8 +173,8 @@ export async function relayStream(
 ): Promise<RelayOutcome> {
   await durable;
   if (up.statusCode !== 200) {
+    if (up.statusCode >= 500 || up.statusCode < 400) throw upstreamFailure(runner, up.statusCode, await readSome(up.body, MAX_ERROR_BODY));
     const body = await readAll(up.body);
-    if (up.statusCode >= 500 || up.statusCode < 400) throw upstreamFailure(runner, up.statusCode);
     res.writeHead(up.statusCode, { "content-type": String(up.headers["content-type"] ?? "application/json") });
     res.end(body);
     return { stoppedForBudget: false, clientGone: false };
@@ -133,6 +189,7 @@ export async function relayStream(
     let out = "";
     for (const event of splitter.push(chunk)) {
       let forward = true;
+      let raw = event.raw;
       if (event.data !== null && event.data !== "[DONE]") {
         let parsed: StreamChunk | null = null;
         try {
@@ -145,16 +202,21 @@ export async function relayStream(
           used.prompt = count(parsed.usage.prompt_tokens) ?? used.prompt;
           used.completion = Math.max(counted, count(parsed.usage.completion_tokens) ?? 0);
           if (!options.forwardUsage && (parsed.choices?.length ?? 0) === 0) forward = false;
-        } else if (parsed?.choices?.some((c) => (typeof c.delta?.content === "string" && c.delta.content !== "") || (typeof c.text === "string" && c.text !== ""))) {
-          counted += 1;
-          if (counted > used.completion) used.completion = counted;
+        } else {
+          // The gateway asked for usage, not the client: every chunk then says `"usage": null`, which the client did
+          // not ask for (OpenAI sends the field only to clients that did).
+          if (parsed?.usage === null && !options.forwardUsage) raw = withoutNullUsage(raw, parsed);
+          if (parsed?.choices?.some((c) => (typeof c.delta?.content === "string" && c.delta.content !== "") || (typeof c.text === "string" && c.text !== ""))) {
+            counted += 1;
+            if (counted > used.completion) used.completion = counted;
+          }
         }
       }
       if (counted > options.maxTokens) {
         res.end(out + streamErrorEvents("token_budget_exhausted", `token limit reached: the runner sent more than the ${options.maxTokens} tokens this request reserved; the stream was stopped by the gateway`));
         return outcome({ stoppedForBudget: true });
       }
-      if (forward) out += event.raw;
+      if (forward) out += raw;
     }
     if (out !== "" && !res.write(out) && !(await drained(res))) return outcome({ clientGone: true });
   }

@@ -6,11 +6,11 @@ import type { TLSSocket } from "node:tls";
 import { DecisionLog, type DecisionLogOptions } from "../decision-log/index.ts";
 import { trustedPeers } from "../identity/index.ts";
 import { Budgets } from "../budget/index.ts";
-import type { GatewayConfig } from "../config/index.ts";
-import { RunnerTable } from "../runners/index.ts";
-import { createGatewayMetrics, createLogger, registerBundleGauges, registerDecisionLogGauge, registerUploadMetrics, type Logger } from "../telemetry/index.ts";
+import { checkConfigFiles, ConfigError, type GatewayConfig } from "../config/index.ts";
+import { markDown, markUp, RunnerSupervisor, RunnerTable } from "../runners/index.ts";
+import { createGatewayMetrics, createLogger, registerBundleGauges, registerDecisionLogGauge, registerRunnerMetrics, registerUploadMetrics, type Logger } from "../telemetry/index.ts";
 import type { BundleSync } from "../node/bundle-sync.ts";
-import { policyWarnings } from "../policy/index.ts";
+import { loadTokenizer, policyWarnings } from "../policy/index.ts";
 import { compileBundle, loadPolicy, NO_POLICY } from "./policy-source.ts";
 import { credentialsStamp, loadCredentials } from "./credentials.ts";
 import type { AuthzServer } from "./ext-authz/index.ts";
@@ -26,6 +26,8 @@ export interface GatewayOptions {
   clock?: () => number;
   /** How the decision log retries after a failed write (default: 100 ms, doubling to 30 s). */
   logRetry?: DecisionLogOptions["retry"];
+  /** How long an embedded runner that died waits to be started again (default: 1 s, doubling to 30 s). */
+  runnerBackoff?: { initialMs: number; maxMs: number };
 }
 
 /** The edge gateway: the mTLS listener running the pipeline, and the admin listener (metrics, health). */
@@ -42,6 +44,8 @@ export class Gateway {
   logUploader: LogUploader | null = null;
   /** Envoy ext_authz services over this gateway's state (null without `authz`). */
   authz: AuthzServer | null = null;
+  /** The runners the config marks `embedded`, which this gateway starts, restarts and stops. */
+  supervisors: RunnerSupervisor[] = [];
 
   readonly #tlsClient: { cert: string; key: string };
   /** The main listener's open connections, once their handshake is done (mTLS only). */
@@ -62,6 +66,8 @@ export class Gateway {
   static async start(config: GatewayConfig, options: GatewayOptions = {}): Promise<Gateway> {
     const logger = options.logger ?? createLogger(config.logLevel);
     const clock = options.clock ?? Date.now;
+    await checkConfigFiles(config);
+    loadTokenizer(); // now rather than on the first request
     const [credentials, stamp, policy] = await Promise.all([
       loadCredentials(config),
       credentialsStamp(config),
@@ -139,6 +145,19 @@ export class Gateway {
       }
     }
 
+    // The embedded runners, started before the listeners so that the first request finds its model loaded.
+    let supervisors: RunnerSupervisor[];
+    try {
+      supervisors = await startEmbeddedRunners(state, options.runnerBackoff);
+      await state.runners.startProbes(Date.now);
+    } catch (err) {
+      await uploader?.close();
+      await sync?.close();
+      await log.close();
+      await state.runners.close();
+      throw err;
+    }
+
     const handler = (req: IncomingMessage, res: ServerResponse) => void handleRequest(state, req, res);
     // The body's own deadline (limits.bodyTimeout) is enforced while it is read, with a 408; Node's requestTimeout
     // only backs it up for a request whose headers and body together never arrive.
@@ -185,6 +204,7 @@ export class Gateway {
     const gateway = new Gateway(state, server, admin, stamp, tlsClient, secured);
     gateway.bundleSync = sync;
     gateway.logUploader = uploader;
+    gateway.supervisors = supervisors;
     try {
       await listen(server, config.listen);
       await listen(admin, config.admin);
@@ -287,11 +307,44 @@ export class Gateway {
       const timer = setTimeout(() => this.#server.closeAllConnections(), graceMs);
       await stopped;
       clearTimeout(timer);
+      await Promise.all(this.supervisors.map((s) => s.stop()));
       await this.state.runners.close();
       await this.state.log.close();
     })();
     return this.#closing;
   }
+}
+
+/**
+ * Starts the runners the config marks `embedded` (all at once) and ties their health to their process: down when
+ * one exits, up when it listens again. One that does not start stops the others, and the gateway does not start.
+ */
+async function startEmbeddedRunners(state: GatewayState, backoff: GatewayOptions["runnerBackoff"]): Promise<RunnerSupervisor[]> {
+  const { config, logger, metrics } = state;
+  const restarts = registerRunnerMetrics(metrics, () => state.runners.upstreams.map((u) => ({ name: u.name, up: u.health.up })));
+  const started = await Promise.allSettled(config.runners.map(async (r, i) => {
+    if (r.embedded === null) return null;
+    const upstream = state.runners.byName(r.name)!;
+    try {
+      return await RunnerSupervisor.start({
+        name: r.name, config: r.embedded, logger, ...(backoff !== undefined ? { backoff } : {}),
+        onReady: () => markUp(upstream, Date.now()),
+        onExit: (reason) => {
+          restarts.inc({ runner: r.name });
+          markDown(upstream, reason, Date.now(), { pinned: true });
+        },
+      });
+    } catch (err) {
+      throw new ConfigError(`runners[${i}].embedded`, (err as Error).message);
+    }
+  }));
+  const supervisors = started.flatMap((s) => (s.status === "fulfilled" && s.value !== null ? [s.value] : []));
+  const failed = started.find((s) => s.status === "rejected");
+  if (failed !== undefined) {
+    await Promise.all(supervisors.map((s) => s.stop()));
+    throw failed.reason;
+  }
+  return supervisors;
 }
 
 /** How long a client may take to send a request's headers. */
@@ -391,6 +444,21 @@ function closeServer(server: HttpServer | HttpsServer): Promise<void> {
   });
 }
 
+/**
+ * Each runner's health for /readyz, and, when none is up, why the gateway is not ready (naming each runner and its
+ * reason). One runner up is enough: the models of the others answer 502 meanwhile, which `runners` shows.
+ */
+function runnerReadiness(state: GatewayState): { detail: Record<string, { up: boolean; since: string; reason?: string }>; down: string | null } {
+  const detail: Record<string, { up: boolean; since: string; reason?: string }> = {};
+  const down: string[] = [];
+  for (const u of state.runners.upstreams) {
+    const h = u.health;
+    detail[u.name] = { up: h.up, since: new Date(h.since).toISOString(), ...(h.up ? {} : { reason: h.reason ?? "down" }) };
+    if (!h.up) down.push(`runner ${u.name} is down: ${h.reason ?? "down"}`);
+  }
+  return { detail, down: down.length === state.runners.upstreams.length ? `no runner is up (${down.join("; ")})` : null };
+}
+
 async function serveAdmin(state: GatewayState, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = (req.url ?? "/").split("?", 1)[0];
   if (req.method !== "GET" && req.method !== "HEAD") {
@@ -407,7 +475,8 @@ async function serveAdmin(state: GatewayState, req: IncomingMessage, res: Server
       res.writeHead(200, { "content-type": "application/json" }).end('{"status":"ok"}');
       return;
     case "/readyz": {
-      const ready = { policyRevision: state.policy.revision, logSeq: state.log.lastSeq };
+      const runners = runnerReadiness(state);
+      const ready = { policyRevision: state.policy.revision, logSeq: state.log.lastSeq, runners: runners.detail };
       const health = state.log.health;
       if (!health.writable) {
         // Every request would be refused with 503 before it is forwarded: not ready, until the log has recovered.
@@ -417,6 +486,12 @@ async function serveAdmin(state: GatewayState, req: IncomingMessage, res: Server
         };
         res.writeHead(503, { "content-type": "application/json" })
           .end(JSON.stringify({ status: "unavailable", reason: "the decision log cannot be written; requests are refused until it recovers", ...ready, log }));
+        return;
+      }
+      if (runners.down !== null) {
+        // Every inference request would be answered 502: not ready, until one of them is back.
+        res.writeHead(503, { "content-type": "application/json" })
+          .end(JSON.stringify({ status: "unavailable", reason: runners.down, ...ready, log: { writable: true } }));
         return;
       }
       if (state.ladder === null) {

@@ -244,6 +244,8 @@ export async function issueSvid(opts: {
   });
   const certPath = `${opts.out}.pem`;
   const keyPath = `${opts.out}.key`;
+  // `--out certs/gateway` into a folder that does not exist yet: made (0700, it holds a key), as `ca init --dir` does.
+  await mkdir(dirname(opts.out), { recursive: true, mode: 0o700 });
   await writePrivateKeyFile(keyPath, await privateKeyToPem(keys.privateKey), true);
   await writeFileAtomically(certPath, leaf.toString() + ca.certificate.toString(), 0o644, true);
   return { certPath, keyPath };

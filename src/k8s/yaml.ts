@@ -21,6 +21,21 @@ export class ManifestError extends Error {
 const YAML_VERSION = "1.1" as const;
 
 /**
+ * Whether a YAML stream holds Kubernetes objects at all: a document with both `apiVersion` and `kind` (a stream that
+ * does not parse counts as one, so that its error is reported). A directory of manifests often holds other YAML —
+ * a Helm chart's Chart.yaml and values, a gateway config, CI files — which is no object to audit.
+ */
+export function holdsManifests(text: string): boolean {
+  const docs = parseAllDocuments(text, { version: YAML_VERSION, uniqueKeys: true, prettyErrors: false });
+  for (const doc of Array.isArray(docs) ? docs : [docs]) {
+    if (doc.errors.length > 0) return true;
+    const contents = doc.contents as Node | null;
+    if (isMap(contents) && contents.has("apiVersion") && contents.has("kind")) return true;
+  }
+  return false;
+}
+
+/**
  * Parses a multi-document YAML stream (kubectl manifests, `helm template` output)
  * into objects. Empty documents and comment-only documents (`# Source: …`) are
  * skipped; `List` kinds (`kind: List` or `kind: FooList` with `items`) are flattened.

@@ -5,6 +5,7 @@ export { couldAllow, evaluate } from "./evaluate.ts";
 export type { EvaluateOptions } from "./evaluate.ts";
 export { INFERENCE_PATHS, MAX_CHOICES, OpenAIRequestError, boundedBody, openAIRequestFields, policyFields, readInferenceRequest } from "./openai.ts";
 export type { InferencePath, InferenceRequest, OpenAIRequestFields } from "./openai.ts";
+export { loadTokenizer } from "./tokens.ts";
 export { decideRequest, parseCases, requestInput, runCases } from "./cases.ts";
 export type { CaseResult, DecideOptions, Expectation, PolicyCase, RequestSpec } from "./cases.ts";
 export { normalizePath, PATH_NORMALIZATIONS } from "./normalize.ts";

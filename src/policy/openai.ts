@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { PromptCounter } from "./tokens.ts";
 
 /**
  * One view of an OpenAI-style request that the policy, the limits, the budgets and the body forwarded to the runner
@@ -32,7 +33,7 @@ export interface InferenceRequest {
   readonly choices: number;
   /** Sequences the runner generates to answer: the larger of `n` and `best_of`. */
   readonly sequences: number;
-  /** ceil(characters / 4) of the prompt, messages or input. */
+  /** The prompt's tokens, messages or input, as a BPE tokenizer counts them (tokens.ts), with chat's framing. */
   readonly promptTokens: number;
   /** The parsed body, as received. */
   readonly body: Readonly<Record<string, unknown>>;
@@ -195,14 +196,23 @@ function readFields(body: unknown): OpenAIRequestFields {
 /** Content nested deeper than this is not counted: real bodies are shallow, hostile ones need not be walked. */
 const MAX_DEPTH = 8;
 
-/** ceil(characters / 4) of the messages' content, the prompt and the input. */
+/** Tokens OpenAI's chat format adds around each message (role and delimiters), and to prime the answer. */
+const TOKENS_PER_MESSAGE = 3;
+const TOKENS_PER_REPLY = 3;
+
+/** Tokens of the messages' content (with chat's framing), the prompt and the input; token-id arrays count one per id. */
 function promptTokens(b: Record<string, unknown>): number {
-  let chars = 0;
-  if (Array.isArray(b.messages)) {
-    for (const m of b.messages) if (isRecord(m)) chars += textLength(m.content, 0);
+  const counter = new PromptCounter();
+  let framing = 0;
+  if (Array.isArray(b.messages) && b.messages.length > 0) {
+    framing = TOKENS_PER_REPLY;
+    for (const m of b.messages) {
+      framing += TOKENS_PER_MESSAGE;
+      if (isRecord(m)) countText(m.content, 0, counter);
+    }
   }
-  for (const field of ["prompt", "input"] as const) if (b[field] !== undefined) chars += textLength(b[field], 0);
-  return Math.ceil(chars / 4);
+  for (const field of ["prompt", "input"] as const) if (b[field] !== undefined) countText(b[field], 0, counter);
+  return framing + counter.tokens;
 }
 
 function isCount(v: unknown): v is number {
@@ -213,17 +223,18 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-/** Characters of text in a content value: a string, an array of strings or parts ({type:"text", text}), or token ids. */
-function textLength(v: unknown, depth: number): number {
-  if (typeof v === "string") return v.length;
-  // Token-id arrays (completions/embeddings) count one token (four characters) per id.
-  if (typeof v === "number") return 4;
-  if (depth >= MAX_DEPTH) return 0;
-  if (Array.isArray(v)) {
-    let n = 0;
-    for (const item of v) n += textLength(item, depth + 1);
-    return n;
+/** Counts the text of a content value: a string, an array of strings or parts ({type:"text", text}), or token ids. */
+function countText(v: unknown, depth: number, counter: PromptCounter): void {
+  if (typeof v === "string") return counter.add(v);
+  // Token-id arrays (completions, embeddings) are already tokens.
+  if (typeof v === "number") {
+    counter.tokens += 1;
+    return;
   }
-  if (isRecord(v)) return typeof v.text === "string" ? v.text.length : 0;
-  return 0;
+  if (depth >= MAX_DEPTH) return;
+  if (Array.isArray(v)) {
+    for (const item of v) countText(item, depth + 1, counter);
+    return;
+  }
+  if (isRecord(v) && typeof v.text === "string") counter.add(v.text);
 }

@@ -4,15 +4,16 @@
  * as a child process so a model crash never takes the gateway down.
  */
 import { randomBytes } from "node:crypto";
-import { lstat, open, stat, unlink } from "node:fs/promises";
+import { lstat, mkdir, open, stat, unlink } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { connect } from "node:net";
 import type { AddressInfo } from "node:net";
-import { basename, resolve } from "node:path";
+import { basename, dirname, resolve } from "node:path";
 import { EmbeddedEngine } from "./embedded/engine.ts";
 import type { GenerationResult } from "./embedded/engine.ts";
 import { parseChatRequest, parseCompletionRequest, RunnerRequestError } from "./embedded/openai-request.ts";
+import type { GpuChoice } from "./embedded/prebuilt.ts";
 import type { ChatRequest, CompletionRequest } from "./embedded/openai-request.ts";
 
 export { RunnerRequestError } from "./embedded/openai-request.ts";
@@ -41,6 +42,8 @@ export interface EmbeddedRunnerOptions {
   modelName?: string;
   threads?: number;
   contextSize?: number;
+  /** Which llama.cpp build to load: "off" (CPU, the default), "auto", "cuda", "vulkan" or "metal". */
+  gpu?: GpuChoice;
 }
 
 export interface EmbeddedRunner {
@@ -331,12 +334,17 @@ export async function startEmbeddedRunner(opts: EmbeddedRunnerOptions): Promise<
   await checkGgufHeader(modelPath);
   const modelName = opts.modelName ?? modelNameFor(modelPath);
   const socketPath = opts.socketPath === undefined ? undefined : resolve(opts.socketPath);
-  if (socketPath !== undefined) await clearStaleSocket(socketPath);
+  if (socketPath !== undefined) {
+    // A folder that does not exist yet is made, open to this user only, as the config's other paths are.
+    await mkdir(dirname(socketPath), { recursive: true, mode: 0o700 });
+    await clearStaleSocket(socketPath);
+  }
 
   const engine = await EmbeddedEngine.load({
     modelPath,
     ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
     ...(opts.contextSize !== undefined ? { contextSize: opts.contextSize } : {}),
+    ...(opts.gpu !== undefined ? { gpu: opts.gpu } : {}),
   });
   const handler = new Handler(engine, modelName);
   const server = createServer((req, res) => {

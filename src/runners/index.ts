@@ -3,3 +3,5 @@
 // `edgeward runner` in a process of its own.
 export { RunnerTable, UpstreamError, callUpstream, callUpstreamBuffered, createUpstream, releaseSlot, takeSlot, toUpstreamError, type Upstream, type UpstreamCall, type BufferedAnswer, MAX_BUFFERED_ANSWER_BYTES } from "./upstream.ts";
 export { buildTinyModel, writeTinyModel } from "./tiny-model.ts";
+export { markDown, markUp, type RunnerHealth } from "./health.ts";
+export { RunnerSupervisor, type SupervisorOptions } from "./supervisor.ts";

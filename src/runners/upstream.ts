@@ -1,5 +1,6 @@
 import { Pool, errors as undiciErrors, type Dispatcher } from "undici";
 import type { RunnerConfig } from "../config/index.ts";
+import { markDown, markUp, RunnerProber, type RunnerHealth } from "./health.ts";
 
 /** A model server reached over OpenAI-compatible HTTP (vLLM, llama.cpp server, Ollama, `edgeward runner`). */
 export interface Upstream {
@@ -13,6 +14,10 @@ export interface Upstream {
   readonly capacity: number;
   /** Calls open now (sent, or waiting in the pool's queue). */
   active: number;
+  /** Whether it can take requests, as last seen (health.ts). */
+  readonly health: RunnerHealth;
+  /** Its background health probe (null until the table's probes are started). */
+  prober: RunnerProber | null;
 }
 
 /** Why a runner call failed, mapped by the gateway to 502 (connect, status, protocol) or 504 (timeout). */
@@ -29,16 +34,18 @@ export class UpstreamError extends Error {
 
 export function createUpstream(config: RunnerConfig): Upstream {
   const common = { connections: config.maxConnections, pipelining: 1, keepAliveTimeout: 30_000, headersTimeout: config.timeoutMs, bodyTimeout: config.timeoutMs };
-  let pool: Pool;
-  let basePath = "";
-  if (config.url.startsWith("unix:")) {
-    pool = new Pool("http://localhost", { ...common, socketPath: config.url.slice("unix:".length) });
-  } else {
-    const url = new URL(config.url);
-    basePath = url.pathname.replace(/\/+$/, "");
-    pool = new Pool(url.origin, common);
-  }
-  return { name: config.name, models: config.models, pool, basePath, timeoutMs: config.timeoutMs, capacity: config.maxConnections + config.maxQueued, active: 0 };
+  const { origin, socketPath, basePath } = runnerAddress(config.url);
+  const pool = new Pool(origin, { ...common, ...(socketPath !== undefined ? { socketPath } : {}) });
+  return {
+    name: config.name, models: config.models, pool, basePath, timeoutMs: config.timeoutMs, capacity: config.maxConnections + config.maxQueued, active: 0,
+    health: { up: false, since: Date.now(), reason: "not probed yet", pinned: false }, prober: null,
+  };
+}
+
+function runnerAddress(url: string): { origin: string; socketPath?: string; basePath: string } {
+  if (url.startsWith("unix:")) return { origin: "http://localhost", socketPath: url.slice("unix:".length), basePath: "" };
+  const u = new URL(url);
+  return { origin: u.origin, basePath: u.pathname.replace(/\/+$/, "") };
 }
 
 /**
@@ -61,9 +68,26 @@ export class RunnerTable {
   readonly upstreams: readonly Upstream[];
   readonly #byModel = new Map<string, Upstream>();
 
+  readonly #configs: readonly RunnerConfig[];
+
   constructor(configs: readonly RunnerConfig[]) {
+    this.#configs = configs;
     this.upstreams = configs.map(createUpstream);
     for (const u of this.upstreams) for (const m of u.models) this.#byModel.set(m, u);
+  }
+
+  /** Starts each runner's background health probe; resolves once each has been probed (within its deadline). */
+  async startProbes(clock: () => number): Promise<void> {
+    this.upstreams.forEach((u, i) => {
+      const config = this.#configs[i]!;
+      const { origin, socketPath } = runnerAddress(config.url);
+      u.prober = new RunnerProber(u, origin, socketPath, config.probeIntervalMs, clock);
+    });
+    await Promise.all(this.upstreams.map((u) => u.prober!.probe()));
+  }
+
+  byName(name: string): Upstream | undefined {
+    return this.upstreams.find((u) => u.name === name);
   }
 
   route(model: string): Upstream | undefined {
@@ -75,7 +99,10 @@ export class RunnerTable {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.upstreams.map((u) => u.pool.close()));
+    await Promise.all(this.upstreams.map(async (u) => {
+      await u.prober?.close();
+      await u.pool.close();
+    }));
   }
 }
 
@@ -89,16 +116,25 @@ export interface UpstreamCall {
 /** Sends one JSON POST to the runner; resolves with the response (status, headers, streaming body). */
 export async function callUpstream(upstream: Upstream, call: UpstreamCall): Promise<Dispatcher.ResponseData> {
   try {
-    return await upstream.pool.request({
+    const res = await upstream.pool.request({
       method: "POST",
       path: upstream.basePath + call.path,
       headers: { ...call.headers, "content-type": "application/json" },
       body: call.body,
       signal: call.signal,
     });
+    if (!upstream.health.up && res.statusCode < 500) markUp(upstream, Date.now());
+    return res;
   } catch (err) {
-    throw toUpstreamError(upstream.name, err);
+    throw failed(upstream, err);
   }
+}
+
+/** The error to throw for a failed call; one that could not reach the runner marks it down at once. */
+function failed(upstream: Upstream, err: unknown): Error {
+  const e = toUpstreamError(upstream.name, err);
+  if (e instanceof UpstreamError && e.kind === "connect") markDown(upstream, e.message.replace(`runner ${upstream.name}: `, ""), Date.now());
+  return e;
 }
 
 /** A runner's whole answer, read into memory (non-streaming calls). */
@@ -126,7 +162,7 @@ export function callUpstreamBuffered(upstream: Upstream, call: UpstreamCall): Pr
       if (settled) return;
       settled = true;
       call.signal.removeEventListener("abort", onAbort);
-      reject(toUpstreamError(upstream.name, err));
+      reject(failed(upstream, err));
     };
     let controller: Dispatcher.DispatchController | null = null;
     const onAbort = () => controller?.abort(new undiciErrors.RequestAbortedError());
@@ -143,6 +179,7 @@ export function callUpstreamBuffered(upstream: Upstream, call: UpstreamCall): Pr
         if (call.signal.aborted) c.abort(new undiciErrors.RequestAbortedError());
       },
       onResponseStart(_c, status, headers) {
+        if (!upstream.health.up && status < 500) markUp(upstream, Date.now());
         statusCode = status;
         const type = headers["content-type"];
         contentType = Array.isArray(type) ? type[0] : type;

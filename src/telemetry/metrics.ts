@@ -97,6 +97,18 @@ export function registerUploadMetrics(metrics: GatewayMetrics): UploadMetrics {
   };
 }
 
+/** Each runner's health as the gateway sees it (1 up, 0 down), read at scrape time; restarts of the ones it supervises. */
+export function registerRunnerMetrics(metrics: GatewayMetrics, runners: () => readonly { name: string; up: boolean }[]): Counter<"runner"> {
+  const r = [metrics.registry];
+  new Gauge({
+    name: "edgeward_runner_up", help: "1 while the runner answers (probed, and marked down when a call cannot reach it), 0 while it is down.", labelNames: ["runner"], registers: r,
+    collect() {
+      for (const { name, up } of runners()) this.set({ runner: name }, up ? 1 : 0);
+    },
+  });
+  return new Counter({ name: "edgeward_runner_restarts_total", help: "Embedded runners started again after they died.", labelNames: ["runner"], registers: r });
+}
+
 export function createGatewayMetrics(): GatewayMetrics {
   const registry = new Registry();
   // Event-loop delay is sampled every 100 ms rather than the default 10 ms: an idle edge box should stay idle.

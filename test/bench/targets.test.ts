@@ -9,6 +9,7 @@ import type { BenchContext, RunningTarget, Target } from "../../bench/lib/target
 import { nginxConfig, nginxMtls, nginxPlain } from "../../bench/targets/nginx.ts";
 import { portkey, withHeaders } from "../../bench/targets/portkey.ts";
 import { FakeRunner } from "../support/fake-runner.ts";
+import { isAlive } from "../support/processes.ts";
 
 const EXTRA = { "x-portkey-provider": "openai", authorization: "Bearer dummy" };
 
@@ -108,15 +109,6 @@ describe("comparison targets", { skip }, () => {
     }
   }
 
-  function alive(pid: number): boolean {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
   for (const target of [nginxPlain, nginxMtls, portkey]) {
     test(`${target.name}: a completion and a stream pass intact, fresh connections work, stop ends its processes`, async () => {
       const running = await target.start(ctx);
@@ -133,7 +125,7 @@ describe("comparison targets", { skip }, () => {
       } finally {
         await running.stop();
       }
-      assert.deepEqual(running.pids.filter(alive), []);
+      assert.deepEqual(running.pids.filter(isAlive), []);
     });
   }
 

@@ -121,6 +121,25 @@ describe("edgeward audit", () => {
       assert.deepEqual(files, [join("manifests", "a-sub", "z.yml"), join("manifests", "b.yaml")]);
     });
 
+    it("in a directory, YAML that is not a Kubernetes manifest (a config, a chart's values) is skipped with a note; a broken manifest still stops it", async () => {
+      const dir = join(cwd, "mixed");
+      mkdirSync(dir, { recursive: true });
+      copyFileSync(fileURLToPath(new URL("../../examples/edgeward.yaml", import.meta.url)), join(dir, "edgeward.yaml"));
+      writeFileSync(join(dir, "Chart.yaml"), "apiVersion: v2\nname: demo\nversion: 0.1.0\n");
+      copyFileSync(join(FIXTURES, "clean/hardened-llm.yaml"), join(dir, "llm.yaml"));
+      const r = await runCli(["audit", "mixed", "--fail-on", "low"], { cwd });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.equal(r.stderr, [
+        `audit: skipped ${join("mixed", "Chart.yaml")}: not a Kubernetes manifest (no document has apiVersion and kind)`,
+        `audit: skipped ${join("mixed", "edgeward.yaml")}: not a Kubernetes manifest (no document has apiVersion and kind)`,
+        "",
+      ].join("\n"));
+      writeFileSync(join(dir, "z-broken.yaml"), "apiVersion: v1\nkind: Pod\n");
+      const broken = await runCli(["audit", "mixed"], { cwd });
+      assert.equal(broken.code, 2);
+      assert.match(broken.stderr, /z-broken\.yaml:1: Pod: missing metadata/);
+    });
+
     it("an empty directory is an error", async () => {
       mkdirSync(join(cwd, "empty"), { recursive: true });
       const r = await runCli(["audit", "empty"], { cwd });

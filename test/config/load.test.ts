@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { ConfigError, loadConfig, parseConfig } from "../../src/config/index.ts";
+import { checkConfigFiles, ConfigError, loadConfig, parseConfig } from "../../src/config/index.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "edgeward-config-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -32,7 +32,7 @@ test("the minimal documented form loads, with paths relative to the config file 
   assert.deepEqual(c.trustBundles, { "example.org": join(dir, "certs/ca.pem") });
   assert.deepEqual(c.policy, [join(dir, "policy.yaml")]);
   assert.equal(c.decisionLog, join(dir, "data/decisions.log"));
-  assert.deepEqual(c.runners, [{ name: "local", url: "http://127.0.0.1:8000", models: ["mistral-7b-instruct"], timeoutMs: 60_000, maxConnections: 64, maxQueued: 64 }]);
+  assert.deepEqual(c.runners, [{ name: "local", url: "http://127.0.0.1:8000", models: ["mistral-7b-instruct"], timeoutMs: 60_000, maxConnections: 64, maxQueued: 64, probeIntervalMs: 5000, embedded: null }]);
   assert.deepEqual(c.limits, {
     maxBodyBytes: 1048576, maxTokens: 1024, maxChoices: 1, bodyTimeoutMs: 30_000,
     maxConnections: 1024, maxConnectionsPerPrincipal: 128, maxInflight: 256, maxInflightPerPrincipal: 64,
@@ -65,6 +65,36 @@ test("unix socket runner URLs resolve relative to the config", () => {
   assert.equal(c.runners[0]!.url, "unix:/run/edgeward/runner.sock");
 });
 
+test("a relative unix: runner URL resolves against the config file's folder, as every other path", () => {
+  const c = parseConfig({ ...base(), runners: [{ name: "e", url: "unix:run/runner.sock", models: ["tiny"] }] }, "/etc/edgeward/edgeward.yaml");
+  assert.equal(c.runners[0]!.url, "unix:/etc/edgeward/run/runner.sock");
+});
+
+test("an embedded runner: the gateway starts it on its unix: socket, serving its one model", () => {
+  const c = parseConfig({
+    ...base(), runners: [{ name: "e", url: "unix:run/e.sock", models: ["tiny"], embedded: { model: "models/tiny.gguf", threads: 2, gpu: "off" } }],
+  }, "/etc/edgeward/edgeward.yaml");
+  assert.deepEqual(c.runners[0]!.embedded, {
+    model: "/etc/edgeward/models/tiny.gguf", socket: "/etc/edgeward/run/e.sock", name: "tiny", threads: 2, gpu: "off", startTimeoutMs: 120_000,
+  });
+  const embedded = (patch: Record<string, unknown>) => () =>
+    parseConfig({ ...base(), runners: [{ name: "e", url: "unix:e.sock", models: ["tiny"], embedded: { model: "m.gguf" }, ...patch }] }, "/x/e.yaml");
+  assert.throws(embedded({ url: "http://127.0.0.1:8000" }), /^ConfigError: config: runners\[0\]\.url: an embedded runner listens on a Unix socket/);
+  assert.throws(embedded({ models: ["a", "b"] }), /config: runners\[0\]\.models: an embedded runner serves exactly one model/);
+  assert.throws(embedded({ embedded: { model: "m.gguf", gpu: "tpu" } }), /config: runners\[0\]\.embedded\.gpu: /);
+  assert.throws(embedded({ embedded: {} }), /config: runners\[0\]\.embedded\.model: /);
+  assert.throws(embedded({ embedded: { model: "m.gguf", modle: 1 } }), /config: runners\[0\]\.embedded: unknown key\(s\) "modle"/);
+});
+
+test("a file the config names that cannot be read is reported with its key", async () => {
+  const c = parseConfig({ ...base(), runners: [{ name: "e", url: "unix:e.sock", models: ["tiny"], embedded: { model: "tiny.gguf" } }] }, join(dir, "files.yaml"));
+  await assert.rejects(checkConfigFiles(c), { message: `config: tls.cert: cannot read ${join(dir, "c")}: ENOENT` });
+  for (const f of ["c", "k", "ca.pem", "p.yaml"]) writeFileSync(join(dir, f), "");
+  await assert.rejects(checkConfigFiles(c), { message: `config: runners[0].embedded.model: cannot read ${join(dir, "tiny.gguf")}: ENOENT` });
+  writeFileSync(join(dir, "tiny.gguf"), "");
+  await checkConfigFiles(c);
+});
+
 function base(): Record<string, unknown> {
   return {
     listen: "127.0.0.1:8443", admin: "127.0.0.1:9464", tls: { cert: "c", key: "k" }, trustBundles: { "example.org": "ca.pem" },
@@ -78,7 +108,7 @@ const bad: [string, Record<string, unknown>, string][] = [
   ["not host:port", { admin: "9464" }, "config: admin: expected host:port"],
   ["unknown top-level key", { lsiten: "x" }, 'config: (root): unknown key(s) "lsiten"'],
   ["no trust bundle", { trustBundles: {} }, "config: trustBundles: at least one trust domain is required"],
-  ["bad runner url", { runners: [{ name: "a", url: "ftp://x", models: ["m"] }] }, "config: runners[0].url: expected http(s)://host:port or unix:/path/to.sock"],
+  ["bad runner url", { runners: [{ name: "a", url: "ftp://x", models: ["m"] }] }, "config: runners[0].url: expected http(s)://host:port or unix:path/to.sock"],
   ["runner without models", { runners: [{ name: "a", url: "http://x:1", models: [] }] }, "config: runners[0].models: "],
   ["model served twice", { runners: [{ name: "a", url: "http://x:1", models: ["m"] }, { name: "b", url: "http://x:2", models: ["m"] }] }, 'config: runners[1].models: model "m" is already served by runner "a"'],
   ["duplicate runner", { runners: [{ name: "a", url: "http://x:1", models: ["m"] }, { name: "a", url: "http://x:2", models: ["n"] }] }, 'config: runners[1].name: duplicate runner name "a"'],

@@ -101,6 +101,11 @@ class ExactRunner {
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method === "GET") {
+      // The gateway's health probe (GET /v1/models).
+      res.writeHead(200, { "content-type": "application/json" }).end('{"object":"list","data":[]}');
+      return;
+    }
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const body = JSON.parse(Buffer.concat(chunks).toString()) as Record<string, any>;
@@ -256,11 +261,21 @@ describe("enforcement under attack (in-process gateway, real mTLS)", () => {
   test("budgets hold under concurrency, n, missing usage and huge prompts (overshoot 1.0×)", async () => {
     let g = await start({ limits: { maxInflightPerPrincipal: 256, maxConnectionsPerPrincipal: 256 } });
     try {
-      // 200 concurrent requests of 64 tokens against 1,000 tokens a minute: each reserves 1 (prompt) + 64.
+      // 200 concurrent requests of 64 tokens against 1,000 tokens a minute: each reserves 7 (the prompt "hi" with
+      // chat's framing) + 64 = 71, so while all are in flight exactly floor(1000 / 71) = 14 get through.
       const before = runner.bodies.length;
-      const replies = await Promise.all(Array.from({ length: 200 }, () => chat(g, "budgeted", { ...CHAT, max_tokens: 64 })));
+      runner.hold = true;
+      let refused = 0;
+      const pending = Array.from({ length: 200 }, () => chat(g, "budgeted", { ...CHAT, max_tokens: 64 }).then((r) => {
+        if (r.status !== 200) refused++;
+        return r;
+      }));
+      await waitFor("every request admitted or refused", () => runner.waiting + refused === 200);
+      assert.equal(runner.waiting, 14);
+      runner.release();
+      const replies = await Promise.all(pending);
       const served = runner.bodies.slice(before).reduce((sum, b) => sum + ExactRunner.tokens(b) + 1, 0);
-      assert.equal(replies.filter((r) => r.status === 200).length, 15);
+      assert.equal(replies.filter((r) => r.status === 200).length, 14);
       assert.ok(replies.filter((r) => r.status !== 200).every((r) => r.status === 429 && r.json().error.code === "rate_limit_exceeded"));
       assert.ok(served <= 1000, `served ${served} tokens against a budget of 1000`);
       // One request with n: 1000 would be 64,000 tokens: n is bounded by maxChoices (default 1).
@@ -279,17 +294,18 @@ describe("enforcement under attack (in-process gateway, real mTLS)", () => {
       const budget = () => g.gateway.state.budgets.remainingTokens(id("budgeted"), { tokensPerMinute: 1000 }, T);
       // A runner that reports no usage is charged for the text it sent (and the reservation held it meanwhile).
       assert.equal((await chat(g, "budgeted", { ...CHAT, max_tokens: 50, x_test_no_usage: true })).status, 200);
-      assert.equal(budget(), 1000 - 1 - 50);
+      // 7 for the prompt (the gateway's estimate, as the runner reported none) + 50 for the answer.
+      assert.equal(budget(), 1000 - 7 - 50);
       // A prompt larger than the whole budget is refused up front and charges nothing (before: a 1 MB prompt locked
       // its caller out for hours).
       const huge = await chat(g, "budgeted", { ...CHAT, messages: [{ role: "user", content: "x".repeat(900_000) }] });
       assert.equal(huge.status, 400);
       assert.equal(huge.json().error.code, "prompt_exceeds_budget");
-      assert.equal(budget(), 949);
+      assert.equal(budget(), 943);
       // A request that sets no bound is given what the budget can hold (64, the rule's cap), and what it did not use
       // goes back.
       assert.equal((await chat(g, "budgeted", { ...CHAT, max_tokens: 10 })).status, 200);
-      assert.equal(budget(), 949 - 11);
+      assert.equal(budget(), 943 - 11, "charged what the runner reported: 1 prompt token + 10");
     } finally {
       await g.close();
     }

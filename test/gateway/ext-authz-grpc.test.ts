@@ -322,11 +322,12 @@ describe("ext_authz gRPC service", () => {
     });
 
     test("tokens: max_tokens plus the prompt estimate is reserved; what does not fit is refused", async () => {
-      // dave: tokensPerMinute 10. "hi" is 1 prompt token: 1 + 5 = 6 reserved, 4 left.
-      assert.equal((await check({ principal: id("dave"), body: chat({ max_tokens: 5 }) })).allowed, true);
-      const second = await check({ principal: id("dave"), body: chat({ max_tokens: 5 }) });
+      // dave: tokensPerMinute 10. "hi" is 1 prompt token, + 3 framing the message and 3 priming the answer: 7 + 2 = 9
+      // reserved, 1 left.
+      assert.equal((await check({ principal: id("dave"), body: chat({ max_tokens: 2 }) })).allowed, true);
+      const second = await check({ principal: id("dave"), body: chat({ max_tokens: 2 }) });
       assert.equal(second.httpStatus, 429);
-      assert.match(second.error.message, /reserves 6 tokens/);
+      assert.match(second.error.message, /reserves 9 tokens/);
       const never = await check({ principal: id("dave"), body: chat({ max_tokens: 50 }) });
       assert.equal(never.httpStatus, 400);
       assert.equal(never.error.code, "reservation_exceeds_budget");

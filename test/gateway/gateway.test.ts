@@ -189,10 +189,14 @@ describe("edgeward serve (real process, real mTLS)", () => {
     assert.equal(events.at(-1), "data: [DONE]");
     const contents = events.slice(0, -1).map((e) => JSON.parse(e.slice(6)).choices[0].delta.content);
     assert.deepEqual(contents, Array.from({ length: 40 }, (_, i) => `t${i} `));
-    // The gateway asked the runner for usage; the client did not, so it was not forwarded.
+    // The gateway asked the runner for usage; the client did not, so neither the usage chunk nor the `"usage":null`
+    // the runner put in every chunk is forwarded.
     assert.deepEqual(fake.bodies.at(-1)!.stream_options, { include_usage: true });
+    assert.doesNotMatch(text, /usage/);
+    assert.deepEqual(Object.keys(JSON.parse(events[0]!.slice(6))), ["id", "object", "created", "model", "choices"]);
     const withUsage = await call(as("alice"), `${base}/v1/chat/completions`, { body: { ...CHAT, model: "gpt-stream", stream: true, max_tokens: 3, stream_options: { include_usage: true } } });
     assert.match(withUsage.text, /"usage":\{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8\}/);
+    assert.equal(withUsage.text.match(/"usage":null/g)?.length, 3, "a client that asked for usage gets the chunks as the runner sent them");
   });
 
   test("a client that disconnects mid-stream cancels the upstream generation", async () => {
@@ -210,21 +214,22 @@ describe("edgeward serve (real process, real mTLS)", () => {
   });
 
   test("a request reserves prompt + max_tokens from the token budget: one that can never fit is a 400, one that sets no bound is given what fits", async () => {
-    // 10 tokens per minute, maxTokens 100: 1 (prompt estimate) + 100 can never be admitted.
+    // 10 tokens per minute, maxTokens 100: 7 (the prompt "hi" is 1 token, + 3 framing the message, + 3 priming the
+    // answer) + 100 can never be admitted.
     const never = await call(as("dave"), `${base}/v1/chat/completions`, { body: { ...CHAT, model: "gpt-stream", stream: true, max_tokens: 100 } });
     assert.equal(never.status, 400);
     assert.equal(never.json().error.code, "reservation_exceeds_budget");
-    // Without a bound the request is given the largest answer the budget can hold: 10 - 1 = 9 tokens.
+    // Without a bound the request is given the largest answer the budget can hold: 10 - 7 = 3 tokens.
     const res = await request(`${base}/v1/chat/completions`, {
       dispatcher: as("dave"), method: "POST", headers: { "content-type": "application/json" },
       body: JSON.stringify({ ...CHAT, model: "gpt-stream", stream: true }),
     });
     const events = (await res.body.text()).split("\n\n").filter(Boolean);
-    assert.equal(fake.bodies.at(-1)!.max_tokens, 9);
+    assert.equal(fake.bodies.at(-1)!.max_tokens, 3);
     assert.equal(events.at(-1), "data: [DONE]");
-    assert.equal(events.length - 1, 9);
-    // The runner reported 5 prompt tokens + 9: more than reserved, so the budget is in debt and the next request waits.
-    const next = await call(as("dave"), `${base}/v1/chat/completions`, { body: { ...CHAT, max_tokens: 5 } });
+    assert.equal(events.length - 1, 3);
+    // The runner reported 5 prompt tokens + 3, so the budget holds 10 - 8: the next request (7 + 1) waits.
+    const next = await call(as("dave"), `${base}/v1/chat/completions`, { body: { ...CHAT, max_tokens: 1 } });
     assert.equal(next.status, 429);
     assert.ok(Number(next.headers["retry-after"]) >= 1);
   });
@@ -280,7 +285,13 @@ describe("edgeward serve (real process, real mTLS)", () => {
     const down = await call(as("alice"), `${base}/v1/chat/completions`, { body: { ...CHAT, model: "down-model" } });
     assert.equal(down.status, 502);
     assert.doesNotMatch(down.text, /nothing-here|\/tmp\//, "no paths in errors");
-    assert.equal((await call(as("alice"), `${base}/v1/chat/completions`, { body: { ...CHAT, model: "broken-model" } })).status, 502);
+    assert.deepEqual(down.json().error, { message: "runner down is unavailable", type: "upstream_error", code: "upstream_unavailable" });
+    // A runner that answers 5xx: its own message comes back, as upstream_error, streamed or not.
+    for (const stream of [false, true]) {
+      const broken = await call(as("alice"), `${base}/v1/chat/completions`, { body: { ...CHAT, model: "broken-model", stream } });
+      assert.equal(broken.status, 502);
+      assert.deepEqual(broken.json().error, { message: "runner broken answered 500: boom", type: "upstream_error", code: "upstream_error" });
+    }
     const slow = await call(as("alice"), `${base}/v1/chat/completions`, { body: { ...CHAT, model: "slow-model" } });
     assert.equal(slow.status, 504);
     assert.equal(slow.json().error.code, "upstream_timeout");
@@ -322,6 +333,20 @@ describe("edgeward serve (real process, real mTLS)", () => {
     // The main listener does not serve metrics.
     assert.equal((await call(as("alice"), `${base}/metrics`)).status, 404);
     assert.equal((await request(`${admin}/healthz`)).statusCode, 200);
+  });
+
+  test("/readyz and edgeward_runner_up say which runners are down; one runner up is enough to be ready", async () => {
+    const res = await request(`${admin}/readyz`);
+    const body = await res.body.json() as { status: string; runners: Record<string, { up: boolean; reason?: string }> };
+    assert.equal(res.statusCode, 200);
+    assert.equal(body.status, "ready");
+    assert.deepEqual(Object.fromEntries(Object.entries(body.runners).map(([name, r]) => [name, r.up])), { fake: true, slow: false, broken: false, down: false });
+    assert.match(body.runners.down!.reason!, /^unreachable \(ENOENT\)$/);
+    assert.equal(body.runners.broken!.reason, "GET /v1/models answered 500");
+    assert.equal(body.runners.slow!.reason, "GET /v1/models did not answer within 2000 ms");
+    const metrics = await (await request(`${admin}/metrics`)).body.text();
+    assert.match(metrics, /^edgeward_runner_up\{runner="fake"\} 1$/m);
+    assert.match(metrics, /^edgeward_runner_up\{runner="down"\} 0$/m);
   });
 
   test("every decision is in the log, the chain verifies, and tampering is caught", async () => {

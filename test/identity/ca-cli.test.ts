@@ -68,6 +68,13 @@ describe("edgeward ca", () => {
     assert.ok(ttl > 14 * 60_000 && ttl <= 15 * 60_000, String(ttl));
   });
 
+  it("issue --out into a folder that does not exist yet makes the folder (0700), as the docs' commands do", async () => {
+    const issued = capture(cwd);
+    assert.equal(await run(["issue", "--dir", "ca", "--spiffe-id", "spiffe://x.example/ns/edge/sa/gateway", "--out", "certs/gateway"], issued.io), 0, issued.err.join(""));
+    assert.equal(issued.out.join(""), `wrote ${join(cwd, "certs", "gateway.pem")}\nwrote ${join(cwd, "certs", "gateway.key")}\n`);
+    assert.equal(statSync(join(cwd, "certs")).mode & 0o777, 0o700);
+  });
+
   it("fails with exit 1 and a one-line message", async () => {
     const again = capture(cwd);
     assert.equal(await run(["init", "--dir", "ca", "--trust-domain", "x.example"], again.io), 1);

@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { parseConfig } from "../../src/config/load.ts";
 import { audit, failingFindings } from "../../src/k8s/audit/index.ts";
@@ -7,6 +10,7 @@ import { AdmissionError, AuthzError, CallersError, parseValues, render, ValuesEr
 import type { Values } from "../../src/k8s/render/index.ts";
 import { parseManifests, stringifyManifests } from "../../src/k8s/yaml.ts";
 import { PolicyError } from "../../src/policy/index.ts";
+import { runCli } from "../support/processes.ts";
 import {
   AUTHZ_COMBOS,
   AUTHZ_POLICY,
@@ -427,6 +431,30 @@ describe("render: signed-image admission really verifies", () => {
     });
   }
 
+  it("a key with transparencyLog: false (offline `edgeward release sign`) is verified without a transparency-log entry by every engine", () => {
+    for (const engine of ENGINES) {
+      const v = edited((x) => {
+        x.admission.engine = engine;
+        x.admission.images[1].transparencyLog = false;
+      });
+      const objects = render(v, EXAMPLE_POLICY);
+      if (engine === "sigstore") {
+        const [viaKeyless, viaKey] = byKind(objects, "ClusterImagePolicy") as Loose[];
+        assert.equal(viaKey.spec.authorities[0].ctlog, undefined, "policy-controller skips the log only when ctlog is absent");
+        assert.deepEqual(viaKeyless.spec.authorities[0].ctlog, { url: "https://rekor.sigstore.dev" });
+      } else if (engine === "kyverno") {
+        const [policy] = byKind(objects, "ClusterPolicy") as Loose[];
+        const verify = policy.spec.rules.find((r: Loose) => r.verifyImages !== undefined).verifyImages;
+        assert.deepEqual(verify[1].attestors[0].entries[0].keys.rekor, { ignoreTlog: true });
+        assert.deepEqual(verify[0].attestors[0].entries[0].keyless.rekor, { url: "https://rekor.sigstore.dev" });
+      } else {
+        const [verifier] = byKind(objects, "Verifier") as Loose[];
+        const [viaKeyless, viaKey] = verifier.spec.parameters.trustPolicies;
+        assert.deepEqual([viaKeyless.tLogVerify, viaKey.tLogVerify, viaKey.rekorURL], [true, false, undefined]);
+      }
+    }
+  });
+
   it("a repository entry covers that repository's tags and digests only", () => {
     const v = edited((x) => {
       x.admission.images = [
@@ -520,6 +548,7 @@ describe("render: bad values files are refused, naming the key", () => {
     { name: "an unknown mesh", edit: (t) => t.replace("mesh: istio ", "mesh: consul "), message: /^deploy\.yaml:\d+: mesh: .*"istio"/ },
     { name: "a malformed digest", edit: (t) => t.replace(/digest: sha256:0a1b[0-9a-f]+/, "digest: sha256:xyz"), message: /^deploy\.yaml:\d+: gateway\.digest: expected sha256:<64 lowercase hex digits>$/ },
     { name: "an image without a registry", edit: (t) => t.replace("image: ghcr.io/edgeward/edgeward:0.1.0", "image: edgeward:0.1.0"), message: /gateway\.image: name the registry/ },
+    { name: "a keyless signer without the transparency log", edit: (t) => t.replace("    - pattern: ghcr.io/edgeward/*\n", "    - pattern: ghcr.io/edgeward/*\n      transparencyLog: false\n"), message: /admission\.images\[0\]: keyless signatures are always checked in the transparency log/ },
     { name: "a signer with both key and keyless", edit: (t) => t.replace("    - pattern: ghcr.io/edgeward/*\n", "    - pattern: ghcr.io/edgeward/*\n      key: |\n        -----BEGIN PUBLIC KEY-----\n        AAAA\n        -----END PUBLIC KEY-----\n"), message: /admission\.images\[0\]: set exactly one of key \(PEM\) and keyless/ },
     { name: "Vault without a role", edit: (t) => t.replace(/^ {2}role: .*\n/m, ""), message: /^deploy\.yaml:\d+: vault: vault\.enabled needs address, role and secretPath$/ },
     { name: "a reserved workload label", edit: (t) => t.replace("workloadLabels: {app: edgeward-gateway}", "workloadLabels: {app.kubernetes.io/name: x}"), message: /gateway\.workloadLabels: app\.kubernetes\.io\/name is set by render/ },
@@ -853,5 +882,22 @@ describe("render: bad authz values are refused, naming the key", () => {
 
   it("the same keys are fine while authz is off", () => {
     assert.doesNotThrow(() => parseValues(withAuthz("enabled: false\nport: 8443", (t) => t.replace("mesh: istio ", "mesh: none ")), "deploy.yaml"));
+  });
+});
+
+describe("examples/k3s: the single-node example renders and audits clean with its documented exceptions", () => {
+  it("render → audit --exceptions → nothing at or above low", async () => {
+    const out = mkdtempSync(join(tmpdir(), "edgeward-k3s-"));
+    try {
+      const rendered = await runCli(["render", "--config", "examples/k3s/values.yaml", "-o", out]);
+      assert.equal(rendered.code, 0, rendered.stderr);
+      const audited = await runCli(["audit", out, "--exceptions", "examples/k3s/audit-exceptions.yaml", "--fail-on", "low"]);
+      assert.equal(audited.code, 0, audited.stdout + audited.stderr);
+      assert.match(audited.stdout, /0 findings, 4 suppressed/);
+      const kyverno = readFileSync(join(out, "clusterpolicy.yaml"), "utf8");
+      assert.match(kyverno, /ignoreTlog: true/);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 });

@@ -15,7 +15,8 @@ describe("openAIRequestFields", () => {
         { role: "assistant", content: null },
       ],
     };
-    assert.deepEqual(openAIRequestFields(body), { model: "tiny", maxTokens: 64, stream: true, promptTokens: 3 });
+    // "123|456|78" and "abcd" (cl100k_base), plus 3 framing tokens per message and 3 priming the answer.
+    assert.deepEqual(openAIRequestFields(body), { model: "tiny", maxTokens: 64, stream: true, promptTokens: 3 + 1 + 3 * 3 + 3 });
   });
 
   it("uses max_completion_tokens when max_tokens is absent", () => {
@@ -23,8 +24,8 @@ describe("openAIRequestFields", () => {
   });
 
   it("reads completions prompts (string, list, token ids)", () => {
-    assert.deepEqual(openAIRequestFields({ model: "m", prompt: "hello" }), { model: "m", promptTokens: 2 });
-    assert.deepEqual(openAIRequestFields({ prompt: ["abcd", "efgh"] }), { promptTokens: 2 });
+    assert.deepEqual(openAIRequestFields({ model: "m", prompt: "hello" }), { model: "m", promptTokens: 1 });
+    assert.deepEqual(openAIRequestFields({ prompt: ["abcd", "efgh"] }), { promptTokens: 3 });
     assert.deepEqual(openAIRequestFields({ prompt: [1, 2, 3] }), { promptTokens: 3 });
   });
 

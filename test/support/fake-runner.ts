@@ -5,7 +5,9 @@ import type { AddressInfo } from "node:net";
 /**
  * A stand-in OpenAI-compatible model server (outside the product) for proxy tests. Path prefixes pick a behaviour:
  * `/slow/…` never answers, `/broken/…` answers 500; otherwise chat/completions answer with a fixed text and usage,
- * and `stream: true` sends `max_tokens` chunks (`x_test_chunks` when set, ignoring max_tokens), `x_test_delay_ms` apart.
+ * and `stream: true` sends `max_tokens` chunks (`x_test_chunks` when set, ignoring max_tokens), `x_test_delay_ms` apart;
+ * asked for usage, every chunk carries `"usage":null` and a last chunk the usage, as vLLM and llama.cpp send them.
+ * `GET /v1/models` (the gateway's health probe) lists the models and is not recorded in `bodies`.
  */
 export class FakeRunner {
   readonly server: Server;
@@ -18,11 +20,14 @@ export class FakeRunner {
     this.server = server;
   }
 
-  static async start(): Promise<FakeRunner> {
+  /** Probes of GET /v1/models answered. */
+  probes = 0;
+
+  static async start(port = 0): Promise<FakeRunner> {
     const server = createServer();
     const fake = new FakeRunner(server);
     server.on("request", (req, res) => void fake.#handle(req, res));
-    server.listen(0, "127.0.0.1");
+    server.listen(port, "127.0.0.1");
     await once(server, "listening");
     return fake;
   }
@@ -41,6 +46,17 @@ export class FakeRunner {
     res.on("close", () => {
       if (!res.writableFinished) this.aborted.push(id);
     });
+    if (req.method === "GET") {
+      const path = req.url ?? "/";
+      if (path.startsWith("/slow/")) return;
+      if (path.startsWith("/broken/")) {
+        res.writeHead(500, { "content-type": "application/json" }).end('{"error":{"message":"boom","type":"server_error","code":"boom"}}');
+        return;
+      }
+      this.probes++;
+      res.writeHead(200, { "content-type": "application/json" }).end('{"object":"list","data":[]}');
+      return;
+    }
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const body = JSON.parse(Buffer.concat(chunks).toString() || "{}") as Record<string, unknown>;
@@ -69,12 +85,13 @@ export class FakeRunner {
       return;
     }
     const delay = Number(body.x_test_delay_ms ?? 0);
+    const usage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage ? { usage: null } : {};
     res.writeHead(200, { "content-type": "text/event-stream" });
     for (let i = 0; i < n; i++) {
       if (res.destroyed) return;
       const chunk = chat
-        ? { id: "c", object: "chat.completion.chunk", created: 1, model, choices: [{ index: 0, delta: { content: `t${i} ` }, finish_reason: null }] }
-        : { id: "c", object: "text_completion", created: 1, model, choices: [{ index: 0, text: `t${i} `, finish_reason: null }] };
+        ? { id: "c", object: "chat.completion.chunk", created: 1, model, choices: [{ index: 0, delta: { content: `t${i} ` }, finish_reason: null }], ...usage }
+        : { id: "c", object: "text_completion", created: 1, model, choices: [{ index: 0, text: `t${i} `, finish_reason: null }], ...usage };
       if (!res.write(`data: ${JSON.stringify(chunk)}\n\n`)) await once(res, "drain");
       if (delay > 0) await new Promise((r) => setTimeout(r, delay));
     }

@@ -3,7 +3,8 @@ import { constants } from "node:os";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
-export const BIN = fileURLToPath(new URL("../../bin/edgeward.js", import.meta.url));
+// The command line's source entry: tests run the sources, never a build in dist/ that may be older than them.
+export const BIN = fileURLToPath(new URL("../../src/cli/run.ts", import.meta.url));
 
 // ---------------------------------------------------------------------------------------------------------------
 // Every process a test starts goes through spawnChild: it leads its own process group, and whatever is still alive
@@ -37,6 +38,16 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
 export function atExit(cleanup: () => void): () => void {
   exitCleanups.add(cleanup);
   return () => exitCleanups.delete(cleanup);
+}
+
+/** Whether a process with this id is alive (signal 0). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Sends `signal` to the child's whole process group (the child and anything it started). */

@@ -7,6 +7,7 @@ import { createGatewayMetrics, createLogger, registerBundleGauges, type Logger }
 import { BundleSync } from "../../node/bundle-sync.ts";
 import { loadCredentials } from "../credentials.ts";
 import { NO_POLICY, compileBundle, loadPolicy } from "../policy-source.ts";
+import { loadTokenizer } from "../../policy/index.ts";
 import type { AuthzState } from "./check.ts";
 import { AuthzServer } from "./server.ts";
 
@@ -42,6 +43,7 @@ export class AuthzService {
     // The control plane is fetched with the node's own SVID; its files are read once here.
     const credentials = config.bundle?.url != null ? await loadCredentials(config) : null;
     const policy = config.bundle === null ? await loadPolicy(config.policy) : NO_POLICY;
+    loadTokenizer(); // now rather than on the first check
     const log = await DecisionLog.open(config.decisionLog, {
       onRepair: ({ droppedBytes }) => logger.warn({ droppedBytes }, "decision log: a torn last record was repaired"),
     });

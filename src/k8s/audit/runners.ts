@@ -67,8 +67,29 @@ export interface Runner {
   readonly served: readonly string[];
 }
 
+const SHELL = /(^|\/)(sh|bash|dash|ash)$/;
+
+/**
+ * The container's command line: command, then args; a shell's `-c` script is split into its words too
+ * (`sh -c "exec vllm serve /models/m --port 9000"`), so that its program and flags are read like any others.
+ */
 function argv(c: ContainerRef): string[] {
-  return [...asStrings(c.container["command"]), ...asStrings(c.container["args"])];
+  const words = [...asStrings(c.container["command"]), ...asStrings(c.container["args"])];
+  const script = SHELL.test(words[0] ?? "") ? words.indexOf("-c") + 1 : 0;
+  if (script === 0 || script >= words.length) return words;
+  return [...words.slice(0, script), ...shellWords(words[script]!), ...words.slice(script + 1)];
+}
+
+/** A script's words, split at blanks, with quotes removed; enough to read a command and its flags. */
+function shellWords(script: string): string[] {
+  const words: string[] = [];
+  for (const m of script.matchAll(/"([^"]*)"|'([^']*)'|([^\s;&|]+)/g)) words.push(m[1] ?? m[2] ?? m[3]!);
+  return words;
+}
+
+/** vLLM reads its settings from VLLM_* variables (VLLM_API_KEY, VLLM_LOGGING_LEVEL…): a container setting one runs it. */
+function setsVllmEnv(c: ContainerRef): boolean {
+  return asArray(c.container["env"]).some((e) => asString(asObject(e)?.["name"])?.startsWith("VLLM_") === true);
 }
 
 function env(c: ContainerRef, name: string): string | undefined {
@@ -113,6 +134,7 @@ function identify(c: ContainerRef): RunnerKind | undefined {
   if (/(^|[\s/])llama-server(\s|$)/.test(joined) || name === "llama.cpp") return "llama.cpp";
   if (/(^|[\s/])vllm(\s|$|\.entrypoints)/.test(joined) || name.includes("vllm")) return "vllm";
   if (/(^|[\s/])ollama\s+serve\b/.test(joined) || name === "ollama") return "ollama";
+  if (setsVllmEnv(c)) return "vllm";
   return undefined;
 }
 

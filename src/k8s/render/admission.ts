@@ -69,7 +69,7 @@ function sigstore(ctx: RenderContext): KubeObject[] {
   const a = ctx.values.admission;
   return a.images.map((s, i) => {
     const authority = s.key !== undefined
-      ? { name: "key", key: { data: s.key, hashAlgorithm: "sha256" }, ctlog: { url: a.rekorUrl } }
+      ? { name: "key", key: { data: s.key, hashAlgorithm: "sha256" }, ...(s.transparencyLog ? { ctlog: { url: a.rekorUrl } } : {}) }
       : {
           name: "keyless",
           keyless: { url: a.fulcioUrl, identities: [{ issuer: s.keyless!.issuer, subject: s.keyless!.subject }] },
@@ -88,7 +88,7 @@ function kyvernoReferences(pattern: string): string[] {
 
 function kyvernoAttestor(s: Signer, rekorUrl: string): Record<string, unknown> {
   return s.key !== undefined
-    ? { keys: { publicKeys: s.key, rekor: { url: rekorUrl } } }
+    ? { keys: { publicKeys: s.key, rekor: s.transparencyLog ? { url: rekorUrl } : { ignoreTlog: true } } }
     : { keyless: { issuer: s.keyless!.issuer, subject: s.keyless!.subject, rekor: { url: rekorUrl } } };
 }
 
@@ -245,8 +245,8 @@ function gatekeeperRatify(ctx: RenderContext): KubeObject[] {
       version: "1.0.0",
       // Ratify scopes are a repository, or a prefix ending in "*": the patterns' own syntax.
       scopes: [s.pattern],
-      tLogVerify: true,
-      rekorURL: a.rekorUrl,
+      tLogVerify: s.transparencyLog,
+      ...(s.transparencyLog ? { rekorURL: a.rekorUrl } : {}),
     };
     if (s.key !== undefined) {
       const provider = clusterName(ctx, `key-${i}`);

@@ -149,8 +149,14 @@ const signer = z
     key: pem.optional(),
     /** A Fulcio certificate identity (cosign keyless). */
     keyless: z.strictObject({ issuer: urlString, subject: z.string().min(1) }).optional(),
+    /**
+     * Whether the signature must be in the transparency log (Rekor). Keyless signatures always are; a key's may not
+     * be: `edgeward release sign` signs offline, so its images need `transparencyLog: false`.
+     */
+    transparencyLog: z.boolean().default(true),
   })
-  .refine((s) => (s.key === undefined) !== (s.keyless === undefined), "set exactly one of key (PEM) and keyless {issuer, subject}");
+  .refine((s) => (s.key === undefined) !== (s.keyless === undefined), "set exactly one of key (PEM) and keyless {issuer, subject}")
+  .refine((s) => s.key !== undefined || s.transparencyLog, "keyless signatures are always checked in the transparency log; transparencyLog: false needs a key");
 
 const admission = z.strictObject({
   engine: z.enum(["sigstore", "kyverno", "gatekeeper-ratify"]),

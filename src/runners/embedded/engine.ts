@@ -3,9 +3,10 @@
  * in front of it: generations run one at a time, each cancellable by an AbortSignal.
  */
 import { availableParallelism } from "node:os";
-import { getLlama, LlamaChat, LlamaCompletion, LlamaLogLevel } from "node-llama-cpp";
+import { getLlama, getModuleVersion, LlamaChat, LlamaCompletion, LlamaLogLevel, NoBinaryFoundError } from "node-llama-cpp";
 import type { ChatHistoryItem, Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { RunnerRequestError } from "./openai-request.ts";
+import { missingBinaryMessage, type GpuChoice } from "./prebuilt.ts";
 import { StopScanner } from "./stop-scanner.ts";
 import type { ChatMessage, ChatRequest, CompletionRequest, SamplingOptions } from "./openai-request.ts";
 
@@ -15,6 +16,8 @@ export interface EngineOptions {
   modelPath: string;
   threads?: number;
   contextSize?: number;
+  /** "off" (the default) uses the CPU build; a GPU build must be installed beside edgeward (docs/install.md). */
+  gpu?: GpuChoice;
 }
 
 export interface GenerationResult {
@@ -72,8 +75,14 @@ export class EmbeddedEngine {
   }
 
   static async load(opts: EngineOptions): Promise<EmbeddedEngine> {
-    // No GPU probing and never a build or download: the prebuilt CPU binding is used as installed.
-    const llama = await getLlama({ gpu: false, build: "never", progressLogs: false, logLevel: LlamaLogLevel.error });
+    // Never a build or download: a prebuilt binding is used as installed; no GPU probing unless asked for.
+    const gpu = opts.gpu ?? "off";
+    const llama = await getLlama({ gpu: gpu === "off" ? false : gpu, build: "never", progressLogs: false, logLevel: LlamaLogLevel.error }).catch(
+      async (err: unknown) => {
+        if (!(err instanceof NoBinaryFoundError)) throw err;
+        throw new Error(missingBinaryMessage(process.platform, process.arch, gpu, await getModuleVersion()));
+      },
+    );
     try {
       const model = await llama.loadModel({ modelPath: opts.modelPath });
       try {

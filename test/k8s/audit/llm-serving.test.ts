@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { LLM_SERVING_CHECKS } from "../../../src/k8s/audit/checks/llm-serving.ts";
 import { RUNNERS } from "../../../src/k8s/audit/runners.ts";
-import { auditFixture, checkCaseTests } from "./support.ts";
+import { auditFixture, checkCaseTests, rows } from "./support.ts";
 import type { CheckCase } from "./support.ts";
 
 const C = "spec.template.spec.containers";
@@ -77,6 +77,18 @@ describe("llm-serving checks", () => {
       'readinessProbe of container "ollama" requests /health, which Ollama does not serve; use /',
       'readinessProbe of container "llama" requests /metrics, which llama.cpp server does not serve; use /health',
     ]);
+  });
+
+  it("recognises vLLM by its command (vllm serve, python -m vllm.entrypoints…, in a shell script too) and by VLLM_* settings, not only by its image", () => {
+    const found = (path: string) => rows(auditFixture(path, { profiles: ["llm-serving"] })).filter(([id]) => id === "llm.probe-path" || id === "llm.probe-missing");
+    assert.deepEqual(found("llm-serving/vllm-by-command.fail.yaml"), [
+      ["llm.probe-path", "Deployment/llm/custom-vllm", `${C}[0].readinessProbe.httpGet.path`],
+      ["llm.probe-path", "Deployment/llm/custom-vllm", `${C}[1].readinessProbe.httpGet.port`],
+      ["llm.probe-missing", "Deployment/llm/custom-vllm", `${C}[2].readinessProbe`],
+    ]);
+    assert.match(auditFixture("llm-serving/vllm-by-command.fail.yaml", { profiles: ["llm-serving"] }).find((f) => f.path.endsWith("[1].readinessProbe.httpGet.port"))!.message,
+      /targets port 8000 but vLLM listens on 9000/);
+    assert.deepEqual(found("llm-serving/vllm-by-command.pass.yaml"), []);
   });
 
   it("the Edgeward runner's probe paths are what src/runners/embedded-server.ts serves", () => {
