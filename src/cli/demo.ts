@@ -54,6 +54,8 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       runners: [{ name: "embedded", url: "unix:runner.sock", models: ["tiny"], timeout: "120s", embedded: { model: relative(dir, files.model), threads: 1 } }],
       decisionLog: "data/decisions.log",
       limits: { maxTokens: 64 },
+      // The example policies sit in the edge namespace: this gateway is a workload there, as in Istio.
+      workload: { namespace: "edge" },
     }), { mode: 0o600 });
     gateway = await Gateway.start(await loadConfig(files.config), { logger: createLogger("warn") });
   } catch (err) {
