@@ -130,7 +130,11 @@ test("edgeward model tiny writes the file; bad arguments exit 2", async () => {
     assert.equal(await run(argv, bad.io), 2, argv.join(" "));
     assert.match(bad.err.join(""), /usage: edgeward model tiny/);
   }
+  // A folder that does not exist yet is made (`--out models/tiny.gguf` in a fresh folder, as the docs do).
+  assert.equal(await run(["tiny", "--out", join(dir, "missing-dir", "x.gguf")], cliIO().io), 0);
+  assert.ok(statSync(join(dir, "missing-dir", "x.gguf")).isFile());
+  // One that cannot be (its parent is a file) is a one-line failure.
   const fail = cliIO();
-  assert.equal(await run(["tiny", "--out", join(dir, "missing-dir", "x.gguf")], fail.io), 1);
-  assert.match(fail.err.join(""), /^model: cannot write/);
+  assert.equal(await run(["tiny", "--out", join(dir, "m.gguf", "x.gguf")], fail.io), 1);
+  assert.match(fail.err.join(""), /^model: cannot write \S+: EEXIST: file already exists/);
 });
