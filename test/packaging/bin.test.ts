@@ -10,6 +10,7 @@ import { promisify } from "node:util";
 
 const exec = promisify(execFile);
 const BIN = fileURLToPath(new URL("../../bin/edgeward.js", import.meta.url));
+const RUN_SOURCES = fileURLToPath(new URL("../../packaging/run-sources.js", import.meta.url));
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { engines: { node: string } };
 const minimum = /var MINIMUM = "(\d+\.\d+\.\d+)"/.exec(readFileSync(BIN, "utf8"))?.[1];
 
@@ -71,6 +72,8 @@ function layout(name: string, parts: { built?: boolean; sources?: boolean }): st
     writeFileSync(join(root, "dist", "cli", "run.js"), 'console.log("build", process.argv.slice(2).join(" "));\n');
   }
   if (parts.sources) {
+    mkdirSync(join(root, "packaging"), { recursive: true });
+    copyFileSync(RUN_SOURCES, join(root, "packaging", "run-sources.js"));
     mkdirSync(join(root, "src", "cli"), { recursive: true });
     writeFileSync(join(root, "src", "cli", "run.ts"), 'const args: string[] = process.argv.slice(2);\nconsole.log("sources", args.join(" "));\n');
   }
@@ -80,6 +83,10 @@ function layout(name: string, parts: { built?: boolean; sources?: boolean }): st
 test("the bin runs the build when there is one, even beside the sources", async () => {
   const r = await exec(process.execPath, [layout("both", { built: true, sources: true }), "policy", "check"]);
   assert.equal(r.stdout, "build policy check\n");
+});
+
+test("the published bin loads only the build: never a .ts file", () => {
+  assert.doesNotMatch(readFileSync(BIN, "utf8"), /\.ts["']/);
 });
 
 test("a checkout without a build runs the sources", async () => {
